@@ -1,0 +1,42 @@
+# mailgate — the targets people and CI run.
+CARGO ?= cargo
+PYTHON ?= python3
+FUZZ_SECS ?= 20
+
+.PHONY: all build test test-rust test-e2e lint fmt fuzz bench demo clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+# The README's test command: unit + integration tests, then end-to-end tests against
+# real Dovecot backends (needs scripts/install-deps.sh once).
+test: test-rust test-e2e
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-e2e:
+	$(CARGO) build -p mailgate --bin mailgate
+	$(PYTHON) -m pytest -q tests/e2e
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz.sh
+
+bench:
+	scripts/bench.sh
+
+# Demo: real Dovecot backends from examples/ plus mailgate in front of them.
+demo:
+	scripts/demo.sh
+
+clean:
+	$(CARGO) clean

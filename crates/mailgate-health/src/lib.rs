@@ -1,0 +1,2 @@
+//! mailgate backend health (issue #5).
+#![forbid(unsafe_code)]
