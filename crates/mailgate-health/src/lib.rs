@@ -4,8 +4,16 @@
 //! See docs/health.md for the model and the operator's view.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod machine;
+pub mod probe;
 pub mod settings;
+pub mod view;
 
+pub use admission::{LoginPermit, Refusal, RefusalReason, SessionGuard};
 pub use machine::{BackendHealth, HealthEvent, HealthState, PassiveSignal, Transition};
+pub use probe::{
+    BackendTarget, ProbeError, ProbeFuture, ProbeOutcome, ProbeResult, ProbeStep, Prober,
+};
 pub use settings::{HealthSettings, Protocol};
+pub use view::{BackendSpec, BackendStatus, HealthView};
