@@ -1,2 +1,36 @@
 //! mailgate configuration and routing table (issue #3).
+//!
+//! - [`Config`]: the main config file (`mailgate.yaml`).
+//! - [`RoutingTable`]: the immutable snapshot of `routing.yaml`; [`RoutingTable::lookup`]
+//!   routes a login (user override → domain → longest wildcard → default).
+//! - [`RoutingDiff`]: what moves between two tables.
+//! - [`Routing`]: the live table behind an `ArcSwap`, reloaded atomically; [`watch`] calls
+//!   back when the file's directory changes.
+//!
+//! No sockets, no async runtime: the server drives reloads from its blocking pool.
 #![forbid(unsafe_code)]
+
+mod config;
+mod diag;
+mod diff;
+mod duration;
+mod lookup;
+pub mod normalize;
+mod reload;
+mod schema;
+mod secret;
+mod table;
+mod validate;
+mod watch;
+
+pub use config::{
+    AdminConfig, Config, HealthConfig, LimitsConfig, Listen, LogConfig, LogFormat, SniCert,
+    TlsConfig,
+};
+pub use diag::{ConfigErrors, Diagnostic};
+pub use diff::{BackendChange, Move, RoutingDiff};
+pub use lookup::{Route, RouteRule};
+pub use reload::{ReloadReport, Routing};
+pub use secret::Secret;
+pub use table::{Backend, BackendTls, ForwardClient, Loaded, Probe, RouteCounts, RoutingTable};
+pub use watch::{DEBOUNCE, WatchError, Watcher, watch, watch_with};

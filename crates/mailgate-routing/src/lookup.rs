@@ -1,0 +1,98 @@
+//! Lookups: user override → exact domain → longest wildcard suffix → default → none. The
+//! result names the rule that matched, so `mailgate route` and logs can say why.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::normalize::{Login, parse_login};
+use crate::table::{Backend, RoutingTable};
+
+/// Which rule chose the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteRule {
+    /// `users:` entry for the whole address.
+    UserOverride,
+    /// `domains:` exact entry.
+    Domain,
+    /// `domains:` wildcard entry; the value is the rule as normalised, e.g. `*.example.net`.
+    Wildcard(Arc<str>),
+    /// `default:`.
+    Default,
+}
+
+impl fmt::Display for RouteRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteRule::UserOverride => f.write_str("user override"),
+            RouteRule::Domain => f.write_str("domain"),
+            RouteRule::Wildcard(w) => write!(f, "wildcard {w}"),
+            RouteRule::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The backend that owns the mailbox.
+    pub backend: Arc<Backend>,
+    /// Why.
+    pub rule: RouteRule,
+}
+
+impl RoutingTable {
+    /// Route a login name. `None` for malformed names (`u@`, `@d`, `u@a@b`, empty, over 254
+    /// bytes, control characters) and when no rule matches.
+    pub fn lookup(&self, user: &str) -> Option<Route> {
+        let (idx, rule) = self.lookup_index(user)?;
+        let backend = self.backends.get(idx as usize)?.clone();
+        Some(Route { backend, rule })
+    }
+
+    /// Route a normalised domain alone (no user override).
+    pub fn lookup_domain(&self, domain: &str) -> Option<Route> {
+        let d = crate::normalize::normalize_domain(domain)?;
+        let (idx, rule) = self.domain_index(&d)?;
+        let backend = self.backends.get(idx as usize)?.clone();
+        Some(Route { backend, rule })
+    }
+
+    pub(crate) fn lookup_index(&self, user: &str) -> Option<(u32, RouteRule)> {
+        let login = parse_login(user, self.default_domain.as_deref())?;
+        self.login_index(&login)
+    }
+
+    pub(crate) fn login_index(&self, login: &Login<'_>) -> Option<(u32, RouteRule)> {
+        let Some(domain) = login.domain.as_deref() else {
+            return self.default.map(|d| (d, RouteRule::Default));
+        };
+        if !self.users.is_empty() {
+            let mut addr = String::with_capacity(login.local.len() + 1 + domain.len());
+            addr.push_str(&login.local);
+            addr.push('@');
+            addr.push_str(domain);
+            if let Some(e) = self.users.get(addr.as_str()) {
+                return Some((e.backend, RouteRule::UserOverride));
+            }
+        }
+        self.domain_index(domain)
+    }
+
+    /// Exact domain → longest wildcard → default, for a normalised domain.
+    pub(crate) fn domain_index(&self, domain: &str) -> Option<(u32, RouteRule)> {
+        if let Some(e) = self.domains.get(domain) {
+            return Some((e.backend, RouteRule::Domain));
+        }
+        if !self.wildcards.is_empty() {
+            // Suffixes from the longest to the shortest: the first hit is the longest match.
+            for (i, b) in domain.bytes().enumerate() {
+                if b == b'.'
+                    && let Some((e, rule)) = self.wildcards.get(&domain[i + 1..])
+                {
+                    return Some((e.backend, RouteRule::Wildcard(rule.clone())));
+                }
+            }
+        }
+        self.default.map(|d| (d, RouteRule::Default))
+    }
+}

@@ -1,0 +1,224 @@
+//! The immutable routing snapshot: backends, domain/wildcard/user maps, default. Built once
+//! per load by [`crate::validate`]; shared behind an `Arc` and never mutated, so a session
+//! keeps the table it started with while reloads swap in new ones.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::diag::{self, ConfigErrors, Diagnostic};
+use crate::schema::RoutingFile;
+use crate::secret::Secret;
+
+/// How mailgate talks TLS to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendTls {
+    /// Plaintext.
+    None,
+    /// Plaintext then `STARTTLS`/`STLS`.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// How the client's address is passed to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardClient {
+    /// IMAP `ID` (x-originating-ip) and POP3 `XCLIENT`.
+    Id,
+    /// PROXY protocol v2 header.
+    ProxyV2,
+    /// Nothing.
+    None,
+}
+
+/// A probe account used by the active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Login name.
+    pub user: String,
+    /// Password, read from `password_file` at load time (trailing newline trimmed).
+    pub password: Secret,
+}
+
+/// One backend mail server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Name used in the routing file, metrics and the admin API.
+    pub name: String,
+    /// DNS name or IP address.
+    pub host: String,
+    /// IMAP port; `None`: the backend does not serve IMAP.
+    pub imap_port: Option<u16>,
+    /// POP3 port; `None`: the backend does not serve POP3.
+    pub pop3_port: Option<u16>,
+    /// TLS towards the backend.
+    pub tls: BackendTls,
+    /// CA bundle to verify the backend with (default: system roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Verify the backend's certificate (default true).
+    pub tls_verify: bool,
+    /// Name to verify/send as SNI (default: `host`).
+    pub tls_server_name: Option<String>,
+    /// Budget of spliced sessions.
+    pub max_sessions: Option<u32>,
+    /// Most logins waiting for this backend's verdict at once.
+    pub max_logins_in_flight: Option<u32>,
+    /// How the client address is forwarded.
+    pub forward_client: ForwardClient,
+    /// Optional login probe.
+    pub probe: Option<Probe>,
+    /// Text after `NO [UNAVAILABLE]` / `-ERR [SYS/TEMP]` when this backend does not admit.
+    pub unavailable_message: Option<String>,
+    /// Backend to use while this one does not admit (name of another backend).
+    pub fallback: Option<String>,
+    /// Name shown on the public status page instead of `name`.
+    pub public_name: Option<String>,
+}
+
+impl Backend {
+    /// The backend's port for a protocol, `imap == true` for IMAP.
+    pub fn port(&self, imap: bool) -> Option<u16> {
+        if imap { self.imap_port } else { self.pop3_port }
+    }
+}
+
+/// A map entry: backend index and the line it was defined on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub backend: u32,
+    pub line: u32,
+}
+
+/// How many routes of each kind a table holds (for the `routes{kind}` metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteCounts {
+    /// Per-user overrides.
+    pub users: usize,
+    /// Exact domains.
+    pub domains: usize,
+    /// `*.suffix` wildcards.
+    pub wildcards: usize,
+    /// 1 if a default backend is set.
+    pub default: usize,
+}
+
+/// The immutable routing snapshot.
+#[derive(Debug)]
+pub struct RoutingTable {
+    pub(crate) backends: Vec<Arc<Backend>>,
+    pub(crate) by_name: HashMap<String, u32>,
+    pub(crate) domains: HashMap<Box<str>, Entry>,
+    /// Normalised suffix (without `*.`) → entry and the rule text `*.suffix`.
+    pub(crate) wildcards: HashMap<Box<str>, (Entry, Arc<str>)>,
+    pub(crate) users: HashMap<Box<str>, Entry>,
+    pub(crate) default: Option<u32>,
+    pub(crate) default_domain: Option<String>,
+    pub(crate) version: u64,
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) source: PathBuf,
+}
+
+/// A freshly loaded table and the warnings its file produced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The table.
+    pub table: RoutingTable,
+    /// Non-fatal findings (e.g. a backend nobody references).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl RoutingTable {
+    /// Read, parse and validate a routing file. Every problem is reported at once (schema
+    /// errors — unknown keys, wrong types, YAML syntax — stop at the first).
+    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let text = diag::read_file(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate routing YAML as if read from `path` (relative `password_file`s and
+    /// `tls_ca_file`s resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
+        if text.trim().is_empty() {
+            return Err(ConfigErrors::single(Diagnostic::new(
+                path,
+                None,
+                "",
+                "file is empty (a truncated write?)",
+            )));
+        }
+        let file: RoutingFile = serde_saphyr::from_str_with_options(text, diag::yaml_options())
+            .map_err(|e| ConfigErrors::single(diag::from_yaml_error(path, text, &e)))?;
+        crate::validate::build(file, path, fnv1a(text.as_bytes()))
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.by_name
+            .get(name)
+            .and_then(|&i| self.backends.get(i as usize))
+    }
+
+    /// Every backend, in file order.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.iter()
+    }
+
+    /// Content hash of the file this table was built from (same file → same version).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// `version` as 16 hex digits, for logs and `/status`.
+    pub fn version_hex(&self) -> String {
+        format!("{:016x}", self.version)
+    }
+
+    /// When the table was built.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// The routing file.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The domain used for logins without `@`, normalised.
+    pub fn default_domain(&self) -> Option<&str> {
+        self.default_domain.as_deref()
+    }
+
+    /// The default backend, if any.
+    pub fn default_backend(&self) -> Option<&Arc<Backend>> {
+        self.default.and_then(|i| self.backends.get(i as usize))
+    }
+
+    /// Number of routes per kind.
+    pub fn counts(&self) -> RouteCounts {
+        RouteCounts {
+            users: self.users.len(),
+            domains: self.domains.len(),
+            wildcards: self.wildcards.len(),
+            default: usize::from(self.default.is_some()),
+        }
+    }
+
+    pub(crate) fn name_of(&self, idx: u32) -> &str {
+        self.backends
+            .get(idx as usize)
+            .map(|b| b.name.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// FNV-1a, 64 bit: a stable content hash for the table version.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,91 @@
+//! Watches the routing file's directory and calls back after changes settle. Watching the
+//! directory (not the file) catches in-place writes, editors' rename-over, and Kubernetes
+//! ConfigMap updates, which swap a `..data` symlink. The callback only signals; the caller
+//! reloads (on its blocking pool), and a reload of an unchanged file is a cheap no-op.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::{self, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+/// Default quiet time before a change is reported.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The file has no usable parent directory.
+    #[error("cannot watch {0}: no parent directory")]
+    NoDirectory(PathBuf),
+    /// The OS watcher failed.
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        /// Directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// A running watcher; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").field("dir", &self.dir).finish()
+    }
+}
+
+/// Watch `path` (through its directory) and call `on_change` after changes settle.
+pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Watcher, WatchError> {
+    watch_with(path, DEBOUNCE, on_change)
+}
+
+/// [`watch`] with an explicit debounce time.
+pub fn watch_with(
+    path: &Path,
+    debounce: Duration,
+    on_change: impl Fn() + Send + 'static,
+) -> Result<Watcher, WatchError> {
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => PathBuf::from("."),
+        Some(d) => d.to_path_buf(),
+        None => return Err(WatchError::NoDirectory(path.to_path_buf())),
+    };
+    let name = path.file_name().map(|n| n.to_os_string());
+    let handler = move |res: DebounceEventResult| {
+        let relevant = match &res {
+            // Errors (e.g. queue overflow) may hide a change: reload to be safe.
+            Err(_) => true,
+            Ok(events) => events.iter().any(|ev| {
+                ev.need_rescan()
+                    || ev.paths.iter().any(|p| match p.file_name() {
+                        Some(f) => {
+                            Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..")
+                        }
+                        None => false,
+                    })
+            }),
+        };
+        if relevant {
+            on_change();
+        }
+    };
+    let notify_err = |source| WatchError::Notify {
+        path: dir.clone(),
+        source,
+    };
+    let mut debouncer = new_debouncer(debounce, None, handler).map_err(notify_err)?;
+    debouncer
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(notify_err)?;
+    Ok(Watcher {
+        _debouncer: debouncer,
+        dir,
+    })
+}
