@@ -1,6 +1,13 @@
 //! IMAP pre-auth: the client-facing engine and the backend login relay.
 
+mod auth;
+mod caps;
+mod command;
+mod encode;
+mod framer;
 mod front;
+mod lexer;
+mod response;
 mod upstream;
 
 pub use front::{ImapFront, ImapFrontConfig};

@@ -1,8 +1,18 @@
 //! mailgate acting as IMAP client towards a backend: greeting, optional STARTTLS,
 //! ID forwarding, the login replay re-serialized, and the verdict.
+//!
+//! Sans-I/O like the front engine. The sequence is: greeting → (CAPABILITY if the
+//! greeting had none) → (STARTTLS → handshake → CAPABILITY) → (ID) → login → verdict.
+//! Commands use mailgate's own tags `mg1`, `mg2`, ...; the client's tag is put back by
+//! the front engine. The login is encoded from the parsed credentials (`encode`), never
+//! copied from client bytes.
 
-use crate::action::UpstreamAction;
-use crate::action::UpstreamError;
+use std::collections::VecDeque;
+
+use super::caps::BackendCaps;
+use super::encode;
+use super::response::{Reader, Response};
+use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::limits::Limits;
 use crate::login::{ForwardInfo, LoginRequest};
 
@@ -17,37 +27,278 @@ pub struct ImapUpstreamConfig {
     pub forward: Option<ForwardInfo>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Greeting,
+    Capability,
+    StartTls,
+    TlsPending,
+    Id,
+    Login,
+    Done,
+}
+
 /// The backend-facing IMAP login relay.
 #[derive(Debug)]
 pub struct ImapUpstream {
-    _config: ImapUpstreamConfig,
+    config: ImapUpstreamConfig,
+    login: LoginRequest,
+    reader: Reader,
+    out: VecDeque<UpstreamAction>,
+    phase: Phase,
+    caps: Option<BackendCaps>,
+    tls_done: bool,
+    id_sent: bool,
+    tag_counter: u32,
+    tag: Vec<u8>,
+    /// Login segments still to send, each after a `+` continuation.
+    pending: VecDeque<Vec<u8>>,
+    /// The empty response to an unexpected SASL challenge was sent.
+    answered_challenge: bool,
+    untagged: Vec<u8>,
+    untagged_count: usize,
+    failed: Option<UpstreamError>,
 }
 
 impl ImapUpstream {
     /// A relay for `login`, starting before the backend's greeting.
     pub fn new(config: ImapUpstreamConfig, login: LoginRequest) -> Self {
-        let _ = login;
-        ImapUpstream { _config: config }
+        ImapUpstream {
+            config,
+            login,
+            reader: Reader::default(),
+            out: VecDeque::new(),
+            phase: Phase::Greeting,
+            caps: None,
+            tls_done: false,
+            id_sent: false,
+            tag_counter: 0,
+            tag: Vec::new(),
+            pending: VecDeque::new(),
+            answered_challenge: false,
+            untagged: Vec::new(),
+            untagged_count: 0,
+            failed: None,
+        }
     }
 
     /// Append bytes read from the backend.
     pub fn feed(&mut self, data: &[u8]) {
-        let _ = data;
-        todo!("issue #2")
+        if self.phase == Phase::TlsPending && !data.is_empty() {
+            self.failed = Some(UpstreamError::StartTlsInjection);
+        }
+        if self.failed.is_none() {
+            self.reader.input.extend_from_slice(data);
+        }
     }
 
     /// The next action, `Ok(None)` when more bytes are needed.
     pub fn next_action(&mut self) -> Result<Option<UpstreamAction>, UpstreamError> {
-        todo!("issue #2")
+        loop {
+            if let Some(e) = &self.failed {
+                return Err(e.clone());
+            }
+            if let Some(a) = self.out.pop_front() {
+                return Ok(Some(a));
+            }
+            if matches!(self.phase, Phase::TlsPending | Phase::Done) {
+                return Ok(None);
+            }
+            let max = self.config.limits.upstream_max_line;
+            match self.reader.next(max) {
+                Ok(None) => return Ok(None),
+                Ok(Some(r)) => {
+                    if let Err(e) = self.on_response(r) {
+                        self.failed = Some(e);
+                    }
+                }
+                Err(e) => self.failed = Some(e),
+            }
+        }
     }
 
-    /// The TLS handshake after STARTTLS completed.
+    /// The TLS handshake after STARTTLS completed: capabilities are asked again
+    /// (RFC 3501 §6.2.1 — nothing learnt before TLS is trusted).
     pub fn tls_started(&mut self) {
-        todo!("issue #2")
+        if self.phase == Phase::TlsPending {
+            self.tls_done = true;
+            self.caps = None;
+            self.command(b"CAPABILITY");
+            self.phase = Phase::Capability;
+        }
     }
 
     /// Bytes the backend sent after its verdict (passed to the client once spliced).
     pub fn into_remaining(self) -> Vec<u8> {
-        todo!("issue #2")
+        self.reader.input
+    }
+
+    /// Send `mgN <rest>\r\n` and remember the tag.
+    fn command(&mut self, rest: &[u8]) {
+        self.next_tag();
+        let mut line = self.tag.clone();
+        line.push(b' ');
+        line.extend_from_slice(rest);
+        line.extend_from_slice(b"\r\n");
+        self.out.push_back(UpstreamAction::Send(line));
+    }
+
+    fn next_tag(&mut self) {
+        self.tag_counter += 1;
+        self.tag = format!("mg{}", self.tag_counter).into_bytes();
+    }
+
+    fn on_response(&mut self, r: Response) -> Result<(), UpstreamError> {
+        if self.phase == Phase::Greeting {
+            return self.on_greeting(r);
+        }
+        match r {
+            Response::Continue => self.on_continue(),
+            Response::Untagged { raw, kind, rest } => {
+                self.untagged_count += 1;
+                if self.untagged_count > self.config.limits.upstream_max_untagged {
+                    return Err(UpstreamError::TooManyLines);
+                }
+                match kind.as_str() {
+                    "BYE" => Err(UpstreamError::Bye),
+                    "CAPABILITY" if self.phase == Phase::Capability => {
+                        self.caps = Some(BackendCaps::parse(&rest));
+                        Ok(())
+                    }
+                    _ if self.phase == Phase::Login => {
+                        self.untagged.extend_from_slice(&raw);
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Response::Tagged { tag, status, line } => {
+                if tag != self.tag {
+                    return Err(UpstreamError::Malformed);
+                }
+                self.on_tagged(&status, line)
+            }
+        }
+    }
+
+    fn on_greeting(&mut self, r: Response) -> Result<(), UpstreamError> {
+        let Response::Untagged { kind, rest, .. } = r else {
+            return Err(UpstreamError::Malformed);
+        };
+        match kind.as_str() {
+            "OK" => match BackendCaps::from_response_code(&rest) {
+                Some(caps) => {
+                    self.caps = Some(caps);
+                    self.after_caps()
+                }
+                None => {
+                    self.command(b"CAPABILITY");
+                    self.phase = Phase::Capability;
+                    Ok(())
+                }
+            },
+            "PREAUTH" => Err(UpstreamError::Preauth),
+            "BYE" => Err(UpstreamError::GreetingRefused),
+            _ => Err(UpstreamError::Malformed),
+        }
+    }
+
+    fn on_tagged(&mut self, status: &str, line: Vec<u8>) -> Result<(), UpstreamError> {
+        match (self.phase, status) {
+            (Phase::Capability, "OK") => {
+                if self.caps.is_none() {
+                    let text = line.get(3..).unwrap_or_default();
+                    self.caps = Some(BackendCaps::from_response_code(text).unwrap_or_default());
+                }
+                self.after_caps()
+            }
+            (Phase::Capability, "BAD") => Err(UpstreamError::Bad),
+            (Phase::Capability, _) => Err(UpstreamError::Malformed),
+            (Phase::StartTls, "OK") => {
+                if !self.reader.input.is_empty() {
+                    return Err(UpstreamError::StartTlsInjection);
+                }
+                self.out.push_back(UpstreamAction::StartTls);
+                self.phase = Phase::TlsPending;
+                Ok(())
+            }
+            (Phase::StartTls, _) => Err(UpstreamError::StartTlsRefused),
+            // A backend that dislikes our ID still gets the login.
+            (Phase::Id, _) => self.start_login(),
+            (Phase::Login, "BAD") => Err(UpstreamError::Bad),
+            (Phase::Login, ok_or_no) => {
+                let reply = BackendReply {
+                    untagged: std::mem::take(&mut self.untagged),
+                    status: line,
+                };
+                let verdict = if ok_or_no == "OK" {
+                    LoginVerdict::Accepted(reply)
+                } else {
+                    LoginVerdict::Rejected(reply)
+                };
+                self.out.push_back(UpstreamAction::Done(verdict));
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (Phase::Greeting | Phase::TlsPending | Phase::Done, _) => Err(UpstreamError::Malformed),
+        }
+    }
+
+    fn on_continue(&mut self) -> Result<(), UpstreamError> {
+        if self.phase != Phase::Login {
+            return Err(UpstreamError::Malformed);
+        }
+        if let Some(segment) = self.pending.pop_front() {
+            self.out.push_back(UpstreamAction::Send(segment));
+            Ok(())
+        } else if !self.answered_challenge && self.login_is_sasl() {
+            // RFC 7628 §3.2.3 / XOAUTH2: an error challenge is answered with an empty
+            // response; the tagged NO follows.
+            self.answered_challenge = true;
+            self.out.push_back(UpstreamAction::Send(b"\r\n".to_vec()));
+            Ok(())
+        } else {
+            Err(UpstreamError::Malformed)
+        }
+    }
+
+    fn login_is_sasl(&self) -> bool {
+        encode::is_sasl(&self.login)
+    }
+
+    fn after_caps(&mut self) -> Result<(), UpstreamError> {
+        let caps = self.caps.clone().unwrap_or_default();
+        if self.config.starttls && !self.tls_done {
+            if !caps.has("STARTTLS") {
+                return Err(UpstreamError::StartTlsRefused);
+            }
+            self.command(b"STARTTLS");
+            self.phase = Phase::StartTls;
+            return Ok(());
+        }
+        if let Some(forward) = &self.config.forward
+            && !self.id_sent
+            && caps.has("ID")
+        {
+            let id = encode::id_command(forward);
+            self.id_sent = true;
+            self.command(&id);
+            self.phase = Phase::Id;
+            return Ok(());
+        }
+        self.start_login()
+    }
+
+    fn start_login(&mut self) -> Result<(), UpstreamError> {
+        let caps = self.caps.clone().unwrap_or_default();
+        self.next_tag();
+        let mut segments = encode::login(&self.tag, &self.login, caps.has("SASL-IR"));
+        self.out.push_back(UpstreamAction::CredentialsNext);
+        if !segments.is_empty() {
+            self.out.push_back(UpstreamAction::Send(segments.remove(0)));
+        }
+        self.pending = segments.into();
+        self.phase = Phase::Login;
+        Ok(())
     }
 }

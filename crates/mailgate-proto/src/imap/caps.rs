@@ -1,0 +1,110 @@
+//! Capability lists: what mailgate advertises before login (design.md §5) and how it reads
+//! a backend's list.
+//!
+//! Pre-auth capabilities must be something every backend supports, because the client
+//! may use them in the very first command after login, which goes to the backend
+//! unchanged. So never `IMAP4rev2` or `LITERAL+` (RFC 7888 §4 allows `LITERAL-` to be
+//! offered on its own), and `ENABLE`, `IDLE`, ... are left to the backend's post-login list.
+
+/// What the client-facing engine advertises in its current state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrontCaps {
+    /// STARTTLS can be offered now (configured and TLS not active).
+    pub starttls: bool,
+    /// Login is refused until TLS is active (RFC 3501 §6.2.3 `LOGINDISABLED`).
+    pub login_disabled: bool,
+    /// XOAUTH2 / OAUTHBEARER are accepted.
+    pub oauth: bool,
+}
+
+impl FrontCaps {
+    /// The capability atoms, space separated, without a trailing CRLF.
+    pub(crate) fn list(self) -> String {
+        let mut caps = vec!["IMAP4rev1", "SASL-IR", "LITERAL-", "ID"];
+        if self.starttls {
+            caps.push("STARTTLS");
+        }
+        if self.login_disabled {
+            caps.push("LOGINDISABLED");
+        } else {
+            caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
+            if self.oauth {
+                caps.extend(["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]);
+            }
+        }
+        caps.join(" ")
+    }
+}
+
+/// A backend's capabilities, upper-cased.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BackendCaps {
+    caps: Vec<String>,
+}
+
+impl BackendCaps {
+    /// Parse the atoms after `CAPABILITY` (up to `]` or the end of the line).
+    pub(crate) fn parse(list: &[u8]) -> Self {
+        let end = list.iter().position(|&b| b == b']').unwrap_or(list.len());
+        let caps = list[..end]
+            .split(|&b| b == b' ')
+            .filter(|a| !a.is_empty())
+            .take(256)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+            .collect();
+        BackendCaps { caps }
+    }
+
+    /// Find `[CAPABILITY ...]` in the text of an `OK` response.
+    pub(crate) fn from_response_code(text: &[u8]) -> Option<Self> {
+        const CODE: &[u8] = b"[CAPABILITY ";
+        let rest = text.get(..CODE.len())?;
+        if rest.eq_ignore_ascii_case(CODE) {
+            Some(Self::parse(&text[CODE.len()..]))
+        } else {
+            None
+        }
+    }
+
+    /// True if the backend advertised `cap` (case-insensitive).
+    pub(crate) fn has(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_lists() {
+        let plain = FrontCaps {
+            starttls: true,
+            login_disabled: true,
+            oauth: true,
+        };
+        assert_eq!(
+            plain.list(),
+            "IMAP4rev1 SASL-IR LITERAL- ID STARTTLS LOGINDISABLED"
+        );
+        let tls = FrontCaps {
+            starttls: false,
+            login_disabled: false,
+            oauth: true,
+        };
+        assert_eq!(
+            tls.list(),
+            "IMAP4rev1 SASL-IR LITERAL- ID AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2 AUTH=OAUTHBEARER"
+        );
+        assert!(!tls.list().contains("IMAP4rev2"));
+        assert!(!tls.list().contains("LITERAL+"));
+    }
+
+    #[test]
+    fn backend_lists() {
+        let c = BackendCaps::from_response_code(b"[CAPABILITY IMAP4rev1 sasl-ir STARTTLS] hi")
+            .expect("code");
+        assert!(c.has("SASL-IR") && c.has("starttls") && !c.has("ID"));
+        assert!(BackendCaps::from_response_code(b"[ALERT] x").is_none());
+    }
+}

@@ -1,0 +1,222 @@
+//! Encoding the login replay and the forwarding `ID` towards a backend.
+//!
+//! Credentials are re-serialized from their parsed form, never copied from client
+//! bytes: a string goes out quoted when that is safe (printable ASCII), otherwise as a
+//! synchronizing literal, so the relay waits for the backend's `+` between segments.
+//! This is the one place where [`Secret::expose`](crate::Secret::expose) is called.
+
+use super::lexer::{push_quoted, quotable};
+use crate::login::{Credentials, ForwardInfo, LoginRequest};
+use crate::sasl;
+
+/// ID field names that only mailgate may set (a client must not spoof its address).
+const RESERVED_PREFIXES: [&str; 3] = ["x-originating-", "x-connected-", "x-session-"];
+
+/// RFC 2971 §3.3: at most 30 pairs, names ≤ 30 octets, values ≤ 1024 octets.
+const ID_MAX_PAIRS: usize = 30;
+const ID_MAX_NAME: usize = 30;
+const ID_MAX_VALUE: usize = 1024;
+
+/// True when the login goes out as `AUTHENTICATE` rather than `LOGIN`.
+pub(crate) fn is_sasl(login: &LoginRequest) -> bool {
+    !matches!(
+        login.credentials,
+        Credentials::Password { authzid: None, .. }
+    )
+}
+
+/// Append an astring to `cur`; a literal ends the current segment (the backend's `+`
+/// must be awaited before the data).
+fn push_astring(segments: &mut Vec<Vec<u8>>, cur: &mut Vec<u8>, s: &[u8]) {
+    if quotable(s) {
+        push_quoted(cur, s);
+    } else {
+        cur.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+        segments.push(std::mem::take(cur));
+        cur.extend_from_slice(s);
+    }
+}
+
+/// The login command for `tag`, split into segments: the first is sent at once, every
+/// further one after a `+` continuation request from the backend.
+pub(crate) fn login(tag: &[u8], login: &LoginRequest, sasl_ir: bool) -> Vec<Vec<u8>> {
+    let mut segments = Vec::new();
+    let mut cur = tag.to_vec();
+    let (mechanism, payload) = match &login.credentials {
+        Credentials::Password {
+            authzid: None,
+            authcid,
+            password,
+        } => {
+            cur.extend_from_slice(b" LOGIN ");
+            push_astring(&mut segments, &mut cur, authcid.as_bytes());
+            cur.push(b' ');
+            push_astring(&mut segments, &mut cur, password.expose());
+            cur.extend_from_slice(b"\r\n");
+            segments.push(cur);
+            return segments;
+        }
+        Credentials::Password {
+            authzid: Some(z),
+            authcid,
+            password,
+        } => ("PLAIN", sasl::encode_plain(Some(z), authcid, password)),
+        Credentials::OAuth {
+            mechanism,
+            initial_response,
+            ..
+        } => (mechanism.name(), initial_response.clone()),
+    };
+    cur.extend_from_slice(b" AUTHENTICATE ");
+    cur.extend_from_slice(mechanism.as_bytes());
+    let mut response = sasl::encode_base64(payload.expose());
+    if sasl_ir {
+        cur.push(b' ');
+        cur.append(&mut response);
+        cur.extend_from_slice(b"\r\n");
+        segments.push(cur);
+    } else {
+        cur.extend_from_slice(b"\r\n");
+        segments.push(cur);
+        if response == b"=" {
+            response.clear();
+        }
+        response.extend_from_slice(b"\r\n");
+        segments.push(response);
+    }
+    segments
+}
+
+fn push_pair(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if out.len() > 1 {
+        out.push(b' ');
+    }
+    push_quoted(out, name.as_bytes());
+    out.push(b' ');
+    match value {
+        Some(v) => push_quoted(out, v.as_bytes()),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+fn acceptable(name: &str, value: Option<&str>) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && name.len() <= ID_MAX_NAME
+        && quotable(name.as_bytes())
+        && !RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+        && value.is_none_or(|v| v.len() <= ID_MAX_VALUE && quotable(v.as_bytes()))
+}
+
+/// `ID (...)` (without tag and CRLF): mailgate's forwarding fields first, then the
+/// client's own fields minus any that try to set the forwarding names.
+pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
+    let client_port = forward.client.port.to_string();
+    let connected_port = forward.connected.port.to_string();
+    let ours = [
+        ("x-originating-ip", forward.client.ip.as_str()),
+        ("x-originating-port", client_port.as_str()),
+        ("x-connected-ip", forward.connected.ip.as_str()),
+        ("x-connected-port", connected_port.as_str()),
+        ("x-session-id", forward.session_id.as_str()),
+    ];
+    let mut list = b"(".to_vec();
+    let mut pairs = 0;
+    for (name, value) in ours {
+        if quotable(value.as_bytes()) && value.len() <= ID_MAX_VALUE {
+            push_pair(&mut list, name, Some(value));
+            pairs += 1;
+        }
+    }
+    for (name, value) in &forward.client_id {
+        if pairs >= ID_MAX_PAIRS {
+            break;
+        }
+        if acceptable(name, value.as_deref()) {
+            push_pair(&mut list, name, value.as_deref());
+            pairs += 1;
+        }
+    }
+    list.push(b')');
+    [&b"ID "[..], &list].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::ClientAddr;
+    use crate::secret::Secret;
+
+    fn password(user: &str, pw: &[u8]) -> LoginRequest {
+        LoginRequest {
+            credentials: Credentials::Password {
+                authzid: None,
+                authcid: user.into(),
+                password: Secret::new(pw),
+            },
+        }
+    }
+
+    #[test]
+    fn login_quoting() {
+        assert_eq!(
+            login(b"mg1", &password("a@b", b"p\"w\\"), false),
+            vec![b"mg1 LOGIN \"a@b\" \"p\\\"w\\\\\"\r\n".to_vec()]
+        );
+        assert_eq!(
+            login(b"mg1", &password("a", "pä".as_bytes()), false),
+            vec![
+                b"mg1 LOGIN \"a\" {3}\r\n".to_vec(),
+                "pä\r\n".as_bytes().to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_with_authzid() {
+        let req = LoginRequest {
+            credentials: Credentials::Password {
+                authzid: Some("z".into()),
+                authcid: "u".into(),
+                password: Secret::new("p"),
+            },
+        };
+        assert_eq!(
+            login(b"mg2", &req, true),
+            vec![b"mg2 AUTHENTICATE PLAIN egB1AHA=\r\n".to_vec()]
+        );
+        assert_eq!(
+            login(b"mg2", &req, false),
+            vec![
+                b"mg2 AUTHENTICATE PLAIN\r\n".to_vec(),
+                b"egB1AHA=\r\n".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn id_drops_spoofed_fields() {
+        let f = ForwardInfo {
+            client: ClientAddr {
+                ip: "192.0.2.1".into(),
+                port: 5000,
+            },
+            connected: ClientAddr {
+                ip: "192.0.2.2".into(),
+                port: 143,
+            },
+            session_id: "s1".into(),
+            client_id: vec![
+                ("name".into(), Some("Thunderbird".into())),
+                ("X-Originating-IP".into(), Some("10.0.0.1".into())),
+                ("os".into(), None),
+            ],
+        };
+        assert_eq!(
+            String::from_utf8(id_command(&f)).expect("ascii"),
+            "ID (\"x-originating-ip\" \"192.0.2.1\" \"x-originating-port\" \"5000\" \
+             \"x-connected-ip\" \"192.0.2.2\" \"x-connected-port\" \"143\" \
+             \"x-session-id\" \"s1\" \"name\" \"Thunderbird\" \"os\" NIL)"
+        );
+    }
+}
