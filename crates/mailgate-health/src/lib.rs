@@ -5,12 +5,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod kick;
 pub mod machine;
 pub mod probe;
 pub mod settings;
 pub mod view;
 
 pub use admission::{LoginPermit, Refusal, RefusalReason, SessionGuard};
+pub use kick::{
+    Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,
+};
 pub use machine::{BackendHealth, HealthEvent, HealthState, PassiveSignal, Transition};
 pub use probe::{
     BackendTarget, ProbeError, ProbeFuture, ProbeOutcome, ProbeResult, ProbeStep, Prober,
