@@ -212,6 +212,10 @@ pub struct LimitsConfig {
     /// Window for `max_auth_failures_per_ip`.
     #[serde(with = "crate::duration")]
     pub auth_failure_window: Duration,
+    /// Delay before answering a failed login (wrong password and unknown domain alike, so
+    /// that the two cannot be told apart).
+    #[serde(with = "crate::duration")]
+    pub auth_failure_delay: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -229,6 +233,7 @@ impl Default for LimitsConfig {
             max_sessions_per_ip: 100,
             max_auth_failures_per_ip: 10,
             auth_failure_window: Duration::from_secs(60),
+            auth_failure_delay: Duration::from_secs(2),
         }
     }
 }

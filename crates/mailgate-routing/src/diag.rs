@@ -140,7 +140,12 @@ pub(crate) fn from_yaml_error(path: &Path, text: &str, err: &serde_saphyr::Error
     if let Some(first) = message.lines().next() {
         message = first.to_string();
     }
-    let message = strip_position(&message);
+    let mut message = strip_position(&message);
+    if message.starts_with("budget breached") {
+        message = format!(
+            "refused: YAML too large or too complex (anchors, aliases, nesting depth or node count over the limit; {message})"
+        );
+    }
     Diagnostic::new(path, line, key, message)
 }
 

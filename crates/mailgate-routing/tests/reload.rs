@@ -1,0 +1,153 @@
+//! Reload: valid swap with a diff, invalid file kept out, and the directory watcher for
+//! in-place writes, rename-over and Kubernetes-style `..data` symlink swaps.
+mod common;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::Dir;
+use mailgate_routing::{Move, Routing, RoutingTable};
+
+const V1: &str = "backends:\n  m1:\n    host: h1\n    imap_port: 143\n  m2:\n    host: h2\n    imap_port: 143\ndomains:\n  a.test: m1\n  b.test: m2\nusers:\n  u@a.test: m2\ndefault: m1\n";
+const V2: &str = "backends:\n  m1:\n    host: h1\n    imap_port: 143\n  m2:\n    host: h2b\n    imap_port: 143\n  m3:\n    host: h3\n    imap_port: 143\ndomains:\n  a.test: m2\n  b.test: m2\n  c.test: m3\nusers:\n  u@a.test: m2\n  v@b.test: m1\ndefault: m1\n";
+
+fn mv(key: &str, old: &str, new: &str) -> Move {
+    Move {
+        key: key.into(),
+        old: Some(old.into()),
+        new: Some(new.into()),
+    }
+}
+
+#[test]
+fn valid_swap_reports_diff_and_invalid_changes_nothing() {
+    let d = Dir::new();
+    let path = d.write("routing.yaml", V1);
+    let (routing, _) = Routing::load(&path).expect("v1");
+    let before = routing.current();
+    assert_eq!(
+        before
+            .lookup("x@a.test")
+            .map(|r| r.backend.name.clone())
+            .as_deref(),
+        Some("m1")
+    );
+
+    d.write("routing.yaml", V2);
+    let report = routing.reload().expect("v2");
+    assert!(!report.unchanged);
+    let diff = &report.diff;
+    assert_eq!(
+        diff.domains,
+        vec![mv("a.test", "m1", "m2"), mv("c.test", "m1", "m3")]
+    );
+    assert_eq!(diff.users, vec![mv("v@b.test", "m2", "m1")]);
+    assert_eq!(diff.backends_added, vec!["m3".to_string()]);
+    assert_eq!(diff.backends_changed.len(), 1);
+    assert!(diff.backends_changed[0].address_changed());
+    assert_eq!(routing.current().version(), report.version);
+    // The old snapshot is untouched: a session keeps the table it started with.
+    assert_eq!(
+        before
+            .lookup("x@a.test")
+            .map(|r| r.backend.name.clone())
+            .as_deref(),
+        Some("m1")
+    );
+    assert!(before.route_changed(&routing.current(), "x@a.test"));
+    assert!(!before.route_changed(&routing.current(), "u@a.test"));
+
+    let good = routing.current();
+    for bad in [
+        "",
+        "backends:\n  m1:\n    host: h1\n    imap_po",
+        "backends:\n  m1:\n    host: h\n    imap_port: 1\ndomains:\n  a.test: nope\n",
+    ] {
+        d.write("routing.yaml", bad);
+        let err = routing.reload().expect_err("invalid");
+        assert!(!err.0.is_empty());
+        assert!(
+            Arc::ptr_eq(&good, &routing.current()),
+            "bad file must change nothing"
+        );
+    }
+    // Same content again: no swap.
+    d.write("routing.yaml", V2);
+    assert!(routing.reload().expect("v2").unchanged);
+    assert!(Arc::ptr_eq(&good, &routing.current()));
+}
+
+fn table_of(path: &std::path::Path) -> RoutingTable {
+    RoutingTable::load(path).expect("valid").table
+}
+
+fn wait(rx: &mpsc::Receiver<()>) -> bool {
+    rx.recv_timeout(Duration::from_secs(10)).is_ok()
+}
+
+fn drain(rx: &mpsc::Receiver<()>) {
+    std::thread::sleep(Duration::from_millis(300));
+    while rx.try_recv().is_ok() {}
+}
+
+#[test]
+fn watcher_sees_in_place_write_and_rename_over() {
+    let d = Dir::new();
+    let path = d.write("routing.yaml", V1);
+    let (tx, rx) = mpsc::channel();
+    let _w = mailgate_routing::watch_with(&path, Duration::from_millis(50), move || {
+        let _ = tx.send(());
+    })
+    .expect("watch");
+    drain(&rx);
+    std::fs::write(&path, V2).expect("write");
+    assert!(wait(&rx), "in-place write not seen");
+    assert_eq!(table_of(&path).backends().count(), 3);
+    drain(&rx);
+    let tmp = d.write(".routing.yaml.swp", V1);
+    std::fs::rename(&tmp, &path).expect("rename");
+    assert!(wait(&rx), "rename-over not seen");
+    assert_eq!(table_of(&path).backends().count(), 2);
+    drain(&rx);
+    // Unrelated files in the same directory do not trigger.
+    d.write("other.txt", "x");
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn watcher_sees_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    let d = Dir::new();
+    let root = d.dir.path();
+    // Kubernetes layout: routing.yaml -> ..data/routing.yaml, ..data -> ..2024_01
+    std::fs::create_dir(root.join("..v1")).expect("mkdir");
+    std::fs::write(root.join("..v1/routing.yaml"), V1).expect("write");
+    symlink("..v1", root.join("..data")).expect("symlink");
+    symlink("..data/routing.yaml", root.join("routing.yaml")).expect("symlink");
+    std::fs::write(root.join("probe.secret"), "x").expect("write");
+    let path = root.join("routing.yaml");
+    let (routing, _) = Routing::load(&path).expect("v1");
+    let routing = Arc::new(routing);
+    let (tx, rx) = mpsc::channel();
+    let r2 = routing.clone();
+    let _w = mailgate_routing::watch_with(&path, Duration::from_millis(50), move || {
+        let _ = r2.reload();
+        let _ = tx.send(());
+    })
+    .expect("watch");
+    drain(&rx);
+    std::fs::create_dir(root.join("..v2")).expect("mkdir");
+    std::fs::write(root.join("..v2/routing.yaml"), V2).expect("write");
+    symlink("..v2", root.join("..data_tmp")).expect("symlink");
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while routing.current().backends().count() != 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "symlink swap not picked up"
+        );
+        let _ = rx.recv_timeout(Duration::from_millis(200));
+    }
+}
