@@ -8,6 +8,7 @@ pub mod admission;
 pub mod kick;
 pub mod machine;
 pub mod probe;
+pub mod scheduler;
 pub mod settings;
 pub mod view;
 
@@ -19,5 +20,6 @@ pub use machine::{BackendHealth, HealthEvent, HealthState, PassiveSignal, Transi
 pub use probe::{
     BackendTarget, ProbeError, ProbeFuture, ProbeOutcome, ProbeResult, ProbeStep, Prober,
 };
+pub use scheduler::ProbeScheduler;
 pub use settings::{HealthSettings, Protocol};
 pub use view::{BackendSpec, BackendStatus, HealthView};

@@ -54,6 +54,8 @@ pub enum ProbeStep {
     Mailbox,
     /// LOGOUT / QUIT.
     Logout,
+    /// The whole probe (the scheduler's safety deadline).
+    Probe,
 }
 
 impl ProbeStep {
@@ -69,6 +71,7 @@ impl ProbeStep {
             ProbeStep::Login => "login",
             ProbeStep::Mailbox => "mailbox",
             ProbeStep::Logout => "logout",
+            ProbeStep::Probe => "probe",
         }
     }
 }
