@@ -1,6 +1,10 @@
 //! POP3 pre-auth: the client-facing engine and the backend login relay.
 
+mod framing;
 mod front;
+mod replies;
+mod response;
+mod sasl_step;
 mod upstream;
 
 pub use front::{Pop3Front, Pop3FrontConfig};

@@ -1,0 +1,118 @@
+//! Reading a POP3 backend's replies: status indicators (RFC 1939 §3), response codes
+//! (RFC 2449 §8, RFC 3206), continuation lines (RFC 5034 §4) and CAPA lines (RFC 2449 §5).
+
+/// The kind of one reply line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status<'a> {
+    /// `+OK [text]`.
+    Ok(&'a [u8]),
+    /// `-ERR [text]`.
+    Err(&'a [u8]),
+    /// `+ [base64]` SASL challenge.
+    Continue(&'a [u8]),
+}
+
+fn after_word<'a>(line: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
+    let head = line.get(..word.len())?;
+    if !head.eq_ignore_ascii_case(word) {
+        return None;
+    }
+    match &line[word.len()..] {
+        [] => Some(&[]),
+        [b' ', rest @ ..] => Some(rest),
+        _ => None,
+    }
+}
+
+/// Classify a reply line (without CRLF); `None` when it is none of the three.
+pub(crate) fn status(line: &[u8]) -> Option<Status<'_>> {
+    if let Some(text) = after_word(line, b"+OK") {
+        Some(Status::Ok(text))
+    } else if let Some(text) = after_word(line, b"-ERR") {
+        Some(Status::Err(text))
+    } else {
+        after_word(line, b"+").map(Status::Continue)
+    }
+}
+
+/// The response code at the start of a status text (`[SYS/TEMP] ...` → `SYS/TEMP`).
+pub(crate) fn resp_code(text: &[u8]) -> Option<&[u8]> {
+    let inner = text.strip_prefix(b"[")?;
+    let end = inner.iter().position(|b| *b == b']')?;
+    Some(&inner[..end])
+}
+
+/// What the backend said it can do, from its greeting and CAPA.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BackendCaps {
+    /// CAPA answered `+OK` (otherwise the other fields are unknown, RFC 1939-only server).
+    pub(crate) known: bool,
+    /// `USER` listed.
+    pub(crate) user: bool,
+    /// `STLS` listed.
+    pub(crate) stls: bool,
+    /// `SASL` mechanisms listed include PLAIN.
+    pub(crate) sasl_plain: bool,
+    /// `XCLIENT` listed in CAPA.
+    pub(crate) xclient: bool,
+}
+
+impl BackendCaps {
+    /// Take one CAPA line (dot-stuffing already removed).
+    pub(crate) fn add_line(&mut self, line: &[u8]) {
+        let mut words = line.split(|b| *b == b' ').filter(|w| !w.is_empty());
+        let Some(tag) = words.next() else { return };
+        let is = |name: &[u8]| tag.eq_ignore_ascii_case(name);
+        if is(b"USER") {
+            self.user = true;
+        } else if is(b"STLS") {
+            self.stls = true;
+        } else if is(b"XCLIENT") {
+            self.xclient = true;
+        } else if is(b"SASL") {
+            self.sasl_plain |= words.any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_known_answers() {
+        assert_eq!(status(b"+OK"), Some(Status::Ok(b"")));
+        assert_eq!(
+            status(b"+OK [XCLIENT] Dovecot ready."),
+            Some(Status::Ok(b"[XCLIENT] Dovecot ready."))
+        );
+        assert_eq!(status(b"-ERR [AUTH] no"), Some(Status::Err(b"[AUTH] no")));
+        assert_eq!(status(b"+ "), Some(Status::Continue(b"")));
+        assert_eq!(status(b"+"), Some(Status::Continue(b"")));
+        assert_eq!(
+            status(b"+ VXNlcm5hbWU6"),
+            Some(Status::Continue(b"VXNlcm5hbWU6"))
+        );
+        assert_eq!(status(b"+OKAY"), None);
+        assert_eq!(status(b"* OK"), None);
+        assert_eq!(resp_code(b"[SYS/TEMP] later"), Some(&b"SYS/TEMP"[..]));
+        assert_eq!(resp_code(b"[XCLIENT"), None);
+        assert_eq!(resp_code(b"plain"), None);
+    }
+
+    #[test]
+    fn capa_lines() {
+        let mut caps = BackendCaps::default();
+        for l in [
+            &b"TOP"[..],
+            b"USER",
+            b"SASL LOGIN PLAIN",
+            b"stls",
+            b"XCLIENT",
+            b"",
+        ] {
+            caps.add_line(l);
+        }
+        assert!(caps.user && caps.stls && caps.sasl_plain && caps.xclient);
+    }
+}

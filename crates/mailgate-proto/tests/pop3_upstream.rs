@@ -1,0 +1,285 @@
+//! Known-answer tables for the backend-facing POP3 login relay (issue 2). Transcripts
+//! follow what Dovecot 2.3.19 answers (checked against a real instance).
+
+use mailgate_proto::action::BackendReply;
+use mailgate_proto::pop3::{Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::{
+    ClientAddr, Credentials, ForwardInfo, Limits, LoginRequest, LoginVerdict, OAuthMechanism,
+    Secret, UpstreamAction, UpstreamError,
+};
+
+use UpstreamAction::{CredentialsNext, Done, Send, StartTls};
+
+fn cfg(starttls: bool, forward: bool) -> Pop3UpstreamConfig {
+    let addr = |ip: &str, port| ClientAddr {
+        ip: ip.into(),
+        port,
+    };
+    Pop3UpstreamConfig {
+        limits: Limits::default(),
+        starttls,
+        forward: forward.then(|| ForwardInfo {
+            client: addr("2001:db8::44", 50123),
+            connected: addr("192.0.2.1", 110),
+            session_id: "s1".into(),
+            client_id: vec![],
+        }),
+    }
+}
+
+fn pw(authzid: Option<&str>, user: &str, pass: &str) -> LoginRequest {
+    LoginRequest {
+        credentials: Credentials::Password {
+            authzid: authzid.map(str::to_string),
+            authcid: user.into(),
+            password: Secret::new(pass),
+        },
+    }
+}
+
+fn run(u: &mut Pop3Upstream, input: &[u8]) -> Result<Vec<UpstreamAction>, UpstreamError> {
+    u.feed(input);
+    let mut out = Vec::new();
+    while let Some(a) = u.next_action()? {
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn send(s: &str) -> UpstreamAction {
+    Send(s.as_bytes().to_vec())
+}
+
+fn verdict(accepted: bool, status: &str) -> UpstreamAction {
+    let reply = BackendReply {
+        untagged: vec![],
+        status: status.as_bytes().to_vec(),
+    };
+    Done(if accepted {
+        LoginVerdict::Accepted(reply)
+    } else {
+        LoginVerdict::Rejected(reply)
+    })
+}
+
+const DOVECOT_CAPA: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n\
+AUTH-RESP-CODE\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n";
+
+#[test]
+fn user_pass_accepted_with_remaining() {
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "alice@example.com", "s p"));
+    assert_eq!(
+        run(
+            &mut u,
+            b"+OK <1896.697170952@dbc.mtview.ca.us> Dovecot ready.\r\n"
+        ),
+        Ok(vec![send("CAPA\r\n")])
+    );
+    assert_eq!(
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![CredentialsNext, send("USER alice@example.com\r\n")])
+    );
+    assert_eq!(run(&mut u, b"+OK\r\n"), Ok(vec![send("PASS s p\r\n")]));
+    assert_eq!(
+        run(&mut u, b"+OK Logged in.\r\n+OK 0 messages\r\n"),
+        Ok(vec![verdict(true, "+OK Logged in.")])
+    );
+    assert_eq!(u.into_remaining(), b"+OK 0 messages\r\n");
+}
+
+#[test]
+fn wrong_password_is_rejected_with_backend_text() {
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "alice", "bad"));
+    let all = run(
+        &mut u,
+        b"+OK ready\r\n-ERR unknown command\r\n+OK\r\n-ERR [AUTH] Authentication failed.\r\n",
+    );
+    assert_eq!(
+        all,
+        Ok(vec![
+            send("CAPA\r\n"),
+            CredentialsNext,
+            send("USER alice\r\n"),
+            send("PASS bad\r\n"),
+            verdict(false, "-ERR [AUTH] Authentication failed.")
+        ])
+    );
+}
+
+#[test]
+fn authzid_uses_auth_plain() {
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(Some("admin"), "alice", "pw"));
+    run(&mut u, b"+OK hi\r\n").ok();
+    assert_eq!(
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![
+            CredentialsNext,
+            send("AUTH PLAIN YWRtaW4AYWxpY2UAcHc=\r\n")
+        ])
+    );
+    assert_eq!(
+        run(&mut u, b"+OK Logged in.\r\n"),
+        Ok(vec![verdict(true, "+OK Logged in.")])
+    );
+}
+
+#[test]
+fn unsafe_or_long_passwords_use_auth_plain_via_continuation() {
+    let long = "x".repeat(300);
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "alice", &long));
+    run(&mut u, b"+OK hi\r\n").ok();
+    assert_eq!(
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![CredentialsNext, send("AUTH PLAIN\r\n")])
+    );
+    let got = run(&mut u, b"+ \r\n").expect("continuation");
+    match &got[..] {
+        [Send(line)] => assert!(line.starts_with(b"AGFsaWNlAHh4") && line.ends_with(b"\r\n")),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A second challenge to PLAIN is not the protocol.
+    assert_eq!(run(&mut u, b"+ \r\n"), Err(UpstreamError::Malformed));
+    assert_eq!(u.next_action(), Err(UpstreamError::Malformed));
+    // CR in a password cannot go into PASS.
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "a", "p\rq"));
+    let got = run(&mut u, b"+OK\r\n-ERR\r\n").expect("ok");
+    assert_eq!(got[2], send("AUTH PLAIN AGEAcA1x\r\n"));
+}
+
+#[test]
+fn oauth_replay_and_error_challenge() {
+    let login = LoginRequest {
+        credentials: Credentials::OAuth {
+            mechanism: OAuthMechanism::XOAuth2,
+            user: "a".into(),
+            initial_response: Secret::new("user=a\x01auth=Bearer t\x01\x01"),
+        },
+    };
+    let mut u = Pop3Upstream::new(cfg(false, false), login);
+    let got = run(&mut u, b"+OK hi\r\n+OK\r\nSASL XOAUTH2\r\n.\r\n");
+    assert_eq!(
+        got,
+        Ok(vec![
+            send("CAPA\r\n"),
+            CredentialsNext,
+            send("AUTH XOAUTH2 dXNlcj1hAWF1dGg9QmVhcmVyIHQBAQ==\r\n")
+        ])
+    );
+    assert_eq!(
+        run(&mut u, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+        Ok(vec![send("\r\n")])
+    );
+    assert_eq!(
+        run(&mut u, b"-ERR [AUTH] Invalid token\r\n"),
+        Ok(vec![verdict(false, "-ERR [AUTH] Invalid token")])
+    );
+}
+
+#[test]
+fn stls_then_capa_again() {
+    let mut u = Pop3Upstream::new(cfg(true, false), pw(None, "u", "p"));
+    assert_eq!(
+        run(&mut u, b"+OK hi\r\n+OK\r\nSTLS\r\n.\r\n"),
+        Ok(vec![send("CAPA\r\n"), send("STLS\r\n")])
+    );
+    assert_eq!(run(&mut u, b"+OK Begin TLS\r\n"), Ok(vec![StartTls]));
+    u.tls_started();
+    assert_eq!(run(&mut u, b""), Ok(vec![send("CAPA\r\n")]));
+    assert_eq!(
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![CredentialsNext, send("USER u\r\n")])
+    );
+}
+
+#[test]
+fn stls_refused_or_injected() {
+    let mut u = Pop3Upstream::new(cfg(true, false), pw(None, "u", "p"));
+    assert_eq!(
+        run(&mut u, b"+OK hi\r\n+OK\r\nUSER\r\n.\r\n"),
+        Err(UpstreamError::StartTlsRefused)
+    );
+    let mut u = Pop3Upstream::new(cfg(true, false), pw(None, "u", "p"));
+    run(&mut u, b"+OK hi\r\n+OK\r\nSTLS\r\n.\r\n").ok();
+    assert_eq!(
+        run(&mut u, b"-ERR no\r\n"),
+        Err(UpstreamError::StartTlsRefused)
+    );
+    let mut u = Pop3Upstream::new(cfg(true, false), pw(None, "u", "p"));
+    run(&mut u, b"+OK hi\r\n+OK\r\nSTLS\r\n.\r\n").ok();
+    assert_eq!(
+        run(&mut u, b"+OK go\r\n+OK Logged in.\r\n"),
+        Err(UpstreamError::StartTlsInjection)
+    );
+}
+
+#[test]
+fn xclient_from_greeting_code() {
+    let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
+    run(&mut u, b"+OK [XCLIENT] Dovecot (Debian) ready.\r\n").ok();
+    assert_eq!(
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![send("XCLIENT ADDR=2001:db8::44 PORT=50123\r\n")])
+    );
+    assert_eq!(
+        run(&mut u, b"+OK Updated\r\n"),
+        Ok(vec![CredentialsNext, send("USER u\r\n")])
+    );
+    assert!(u.forwarded());
+    // Not offered: no XCLIENT.
+    let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
+    let got = run(&mut u, b"+OK Dovecot ready.\r\n").and_then(|_| run(&mut u, DOVECOT_CAPA));
+    assert_eq!(got, Ok(vec![CredentialsNext, send("USER u\r\n")]));
+    // Refused XCLIENT: login goes on.
+    let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
+    let got = run(
+        &mut u,
+        b"+OK [XCLIENT] hi\r\n-ERR\r\n-ERR Invalid parameters\r\n",
+    );
+    assert_eq!(
+        got,
+        Ok(vec![
+            send("CAPA\r\n"),
+            send("XCLIENT ADDR=2001:db8::44 PORT=50123\r\n"),
+            CredentialsNext,
+            send("USER u\r\n")
+        ])
+    );
+    assert!(!u.forwarded());
+}
+
+#[test]
+fn hostile_backends() {
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+    assert_eq!(
+        run(&mut u, b"-ERR [SYS/TEMP] busy\r\n"),
+        Err(UpstreamError::GreetingRefused)
+    );
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+    assert_eq!(run(&mut u, b"* OK IMAP\r\n"), Err(UpstreamError::Malformed));
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+    let mut capa = b"+OK\r\n+OK\r\n".to_vec();
+    for _ in 0..65 {
+        capa.extend_from_slice(b"X\r\n");
+    }
+    assert_eq!(run(&mut u, &capa), Err(UpstreamError::TooManyLines));
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+    assert_eq!(
+        run(&mut u, &vec![b'+'; 70_000]),
+        Err(UpstreamError::LineTooLong)
+    );
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+    for _ in 0..10 {
+        u.feed(&[b'+'; 8192]);
+    }
+    assert_eq!(u.next_action(), Err(UpstreamError::LineTooLong));
+}
+
+#[test]
+fn debug_never_shows_credentials() {
+    let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "hunter2"));
+    u.feed(b"+OK\r\n-ERR\r\n+OK\r\n");
+    let _ = u.next_action();
+    let _ = u.next_action();
+    let _ = u.next_action();
+    assert!(!format!("{u:?}").contains("hunter2"));
+}
