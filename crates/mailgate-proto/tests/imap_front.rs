@@ -172,7 +172,7 @@ fn login_forms() {
             "alice",
             "päss".as_bytes(),
         ),
-        (b"a LOGIN al]ce pw\n", "al]ce", b"pw"),
+        (b"a LOGIN al]ce pw\r\n", "al]ce", b"pw"),
     ];
     for (input, user, pw) in cases {
         let mut f = ImapFront::new(plain_config(), false);

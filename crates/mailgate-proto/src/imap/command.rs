@@ -86,7 +86,8 @@ fn command(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Command, Syntax> {
                 None
             } else {
                 lx.sp()?;
-                Some(lx.atom()?.to_vec())
+                // RFC 3501 `base64` may be empty; `=` is RFC 4959's empty response.
+                Some(lx.atom().map(<[u8]>::to_vec).unwrap_or_default())
             };
             Command::Authenticate { mechanism, initial }
         }
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn known_answers() {
         assert_eq!(p(b"a capability\r\n"), ok("a", Command::Capability));
-        assert_eq!(p(b"a NOOP\n"), ok("a", Command::Noop));
+        assert_eq!(p(b"a NOOP\n"), Parsed::Invalid("a".into()));
         assert_eq!(p(b"a NOOP x\r\n"), Parsed::Invalid("a".into()));
         assert_eq!(p(b"a  NOOP\r\n"), Parsed::Invalid("a".into()));
         assert_eq!(p(b"a+ NOOP\r\n"), Parsed::BadTag);

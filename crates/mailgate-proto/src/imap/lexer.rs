@@ -104,11 +104,10 @@ impl<'a> Lexer<'a> {
         self.byte(b' ')
     }
 
-    /// The end of the command: CRLF (or a bare LF) and nothing after it.
+    /// The end of the command: CRLF (RFC 3501 §2.2; a bare LF is refused) and nothing
+    /// after it.
     pub(crate) fn eol(&mut self) -> Result<(), Syntax> {
-        if self.peek() == Some(b'\r') {
-            self.pos += 1;
-        }
+        self.byte(b'\r')?;
         self.byte(b'\n')?;
         if self.pos == self.input.len() {
             Ok(())
@@ -209,9 +208,7 @@ impl<'a> Lexer<'a> {
             self.pos += 1;
         }
         self.byte(b'}')?;
-        if self.peek() == Some(b'\r') {
-            self.pos += 1;
-        }
+        self.byte(b'\r')?;
         self.byte(b'\n')?;
         let size = usize::try_from(size).map_err(|_| Syntax)?;
         let end = self.pos.checked_add(size).ok_or(Syntax)?;

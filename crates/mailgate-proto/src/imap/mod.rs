@@ -3,6 +3,8 @@
 mod auth;
 mod caps;
 mod command;
+#[cfg(test)]
+mod differential;
 mod encode;
 mod framer;
 mod front;
