@@ -27,4 +27,16 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true; fi
 fi
 
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+# pytest for the end-to-end tests: pip where it may install (a pyenv or venv Python), else
+# Debian's package (Debian's own python3 refuses pip installs: PEP 668).
+if ! command -v python3 >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3
+fi
+if ! python3 -c 'import pytest' 2>/dev/null; then
+    python3 -m pip install -q pytest 2>/dev/null || {
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pytest
+    }
+fi
+python3 -c 'import pytest' || { echo "install-deps: pytest is still missing for $(command -v python3)" >&2; exit 1; }

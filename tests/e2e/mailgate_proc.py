@@ -1,0 +1,209 @@
+"""Run the real mailgate binary in front of the test backends.
+
+:class:`Mailgate` writes ``mailgate.yaml`` and ``routing.yaml`` (design.md section 4) into a
+directory of its own, starts ``mailgate run -c mailgate.yaml``, waits until its listeners
+accept, and keeps its output in ``mailgate.out`` so that a failing test can show it. The
+binary is ``target/debug/mailgate`` unless the environment variable ``MAILGATE_BIN`` names
+another one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+LISTENERS = ("imap", "imaps", "pop3", "pop3s")
+START_TIMEOUT = 5.0
+
+
+def mailgate_binary() -> Path:
+    """The binary under test: $MAILGATE_BIN or target/debug/mailgate."""
+    return Path(os.environ.get("MAILGATE_BIN") or REPO / "target" / "debug" / "mailgate")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+# --- a tiny YAML writer (block style; strings always double-quoted, JSON escapes) ----------
+
+def to_yaml(value, indent: int = 0) -> str:
+    """Serialise dicts, lists, strings, numbers and booleans as block-style YAML."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return pad + "{}\n"
+        out = []
+        for k, v in value.items():
+            key = json.dumps(str(k))
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{key}:\n{to_yaml(v, indent + 1)}")
+            else:
+                out.append(f"{pad}{key}: {_scalar(v)}\n")
+        return "".join(out)
+    if isinstance(value, list):
+        if not value:
+            return pad + "[]\n"
+        return "".join(f"{pad}- {_scalar(v)}\n" for v in value)
+    return pad + _scalar(value) + "\n"
+
+
+def _scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if v is None:
+        return "null"
+    if isinstance(v, dict) and not v:
+        return "{}"
+    if isinstance(v, list) and not v:
+        return "[]"
+    if isinstance(v, (dict, list)):
+        raise TypeError("nested non-empty collections are written in block style")
+    return json.dumps(str(v))
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base``; a value of None deletes the key."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# --- the process ----------------------------------------------------------------------------
+
+class Mailgate:
+    """One mailgate process with its own config directory and dynamic loopback ports.
+
+    ``config`` and ``routing`` are plain dicts (written as YAML); ``ports`` maps listener
+    names (imap, imaps, pop3, pop3s, admin) to the chosen ports.
+    """
+
+    def __init__(self, directory: Path, config: dict, routing: dict, ports: dict[str, int]):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.routing = routing
+        self.ports = ports
+        self.proc: subprocess.Popen | None = None
+        self.config_path = self.dir / "mailgate.yaml"
+        self.routing_path = self.dir / "routing.yaml"
+        self.out_path = self.dir / "mailgate.out"
+        self.write()
+
+    # files
+    def write(self) -> None:
+        """Write mailgate.yaml and routing.yaml as they are now."""
+        self.config_path.write_text("# Written by tests/e2e/mailgate_proc.py\n" + to_yaml(self.config))
+        self.write_routing(self.routing)
+
+    def write_routing(self, routing: dict) -> None:
+        """Replace routing.yaml atomically (write a temp file, rename), as editors do."""
+        self.routing = routing
+        tmp = self.routing_path.with_suffix(".yaml.tmp")
+        tmp.write_text("# Written by tests/e2e/mailgate_proc.py\n" + to_yaml(routing))
+        os.replace(tmp, self.routing_path)
+
+    # lifecycle
+    def start(self, timeout: float = START_TIMEOUT) -> "Mailgate":
+        """Start ``mailgate run -c mailgate.yaml`` and wait until every listener accepts."""
+        binary = mailgate_binary()
+        if not binary.exists():
+            raise RuntimeError(f"mailgate binary {binary} not found: run `cargo build -p mailgate` "
+                               "(or `make test-e2e`), or set MAILGATE_BIN")
+        out = open(self.out_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen([str(binary), "run", "-c", str(self.config_path)],
+                                     cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, env=env)
+        out.close()
+        deadline = time.monotonic() + timeout
+        waiting = [name for name in LISTENERS if name in self.ports]
+        while waiting:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailgate exited with {self.proc.returncode} at startup\n"
+                                   f"{self.output()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mailgate listeners {waiting} not accepting after {timeout}s\n"
+                                   f"{self.output()}")
+            waiting = [name for name in waiting if not _accepts(self.ports[name])]
+            if waiting:
+                time.sleep(0.02)
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (e.g. SIGHUP to reload, SIGTERM to shut down)."""
+        assert self.proc is not None, "mailgate was not started"
+        self.proc.send_signal(sig)
+
+    def reload(self, routing: dict) -> None:
+        """Rewrite routing.yaml and send SIGHUP."""
+        self.write_routing(routing)
+        self.signal(signal.SIGHUP)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit; returns its exit code (raises on timeout)."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; safe to call twice."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def output(self, limit: int = 20000) -> str:
+        """mailgate's stdout/stderr so far (the last ``limit`` characters)."""
+        try:
+            text = self.out_path.read_text(errors="replace")
+        except OSError:
+            return "(no output)"
+        text = text[-limit:]
+        return f"--- mailgate output ({self.out_path}) ---\n{text}\n--- end of mailgate output ---"
+
+    # offline subcommands
+    def cli(self, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
+        """Run ``mailgate ARGS...`` (e.g. ``check -c FILE``) and capture its output."""
+        return subprocess.run([str(mailgate_binary()), *args], cwd=self.dir, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    # addresses
+    def addr(self, listener: str) -> tuple[str, int]:
+        return (LOOPBACK, self.ports[listener])
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
