@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod conversation;
 pub mod kick;
 pub mod machine;
 pub mod probe;
@@ -13,6 +14,9 @@ pub mod settings;
 pub mod view;
 
 pub use admission::{LoginPermit, Refusal, RefusalReason, SessionGuard};
+pub use conversation::{
+    BoxStream, Conversation, ProbeAccount, ProbeStream, TlsUpgrade, imap_probe, pop3_probe,
+};
 pub use kick::{
     Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,
 };
