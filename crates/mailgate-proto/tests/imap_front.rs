@@ -260,6 +260,31 @@ fn login_verdicts() {
 }
 
 #[test]
+fn refused_logins_count_as_bad_commands() {
+    let mut f = ImapFront::new(plain_config(), false);
+    for tag in ["a", "b"] {
+        assert_eq!(
+            run(&mut f, format!("{tag} LOGIN u p\r\n").as_bytes()),
+            ["LOGIN:u"]
+        );
+        f.login_result(LoginVerdict::AuthFailed);
+        assert_eq!(drain(&mut f), Vec::<String>::new());
+    }
+    assert_eq!(run(&mut f, b"c LOGIN u p\r\n"), ["LOGIN:u"]);
+    assert_eq!(
+        f.login_result(LoginVerdict::AuthFailed),
+        b"c NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    assert_eq!(
+        drain(&mut f),
+        [
+            "S:* BYE Too many invalid commands.\r\n",
+            "CLOSE:too_many_bad_commands"
+        ]
+    );
+}
+
+#[test]
 fn authenticate_plain_forms() {
     // SASL-IR, with an authorization identity: routes on the authzid.
     let mut f = ImapFront::new(plain_config(), false);

@@ -173,7 +173,10 @@ fn oauth_error_challenge_gets_empty_response() {
     let out = run(&mut up, b"* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n");
     assert_eq!(out[0], "CRED");
     assert!(out[1].starts_with("S:mg1 AUTHENTICATE OAUTHBEARER bixhPWFAYiwB"));
-    assert_eq!(run(&mut up, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"), ["S:\r\n"]);
+    assert_eq!(
+        run(&mut up, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+        ["S:AQ==\r\n"]
+    );
     assert_eq!(run(&mut up, b"mg1 NO denied\r\n"), ["DONE:NO:|NO denied"]);
 }
 

@@ -6,7 +6,7 @@
 //! This is the one place where [`Secret::expose`](crate::Secret::expose) is called.
 
 use super::lexer::{push_quoted, quotable};
-use crate::login::{Credentials, ForwardInfo, LoginRequest};
+use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
 
 /// ID field names that only mailgate may set (a client must not spoof its address).
@@ -17,12 +17,21 @@ const ID_MAX_PAIRS: usize = 30;
 const ID_MAX_NAME: usize = 30;
 const ID_MAX_VALUE: usize = 1024;
 
-/// True when the login goes out as `AUTHENTICATE` rather than `LOGIN`.
-pub(crate) fn is_sasl(login: &LoginRequest) -> bool {
-    !matches!(
-        login.credentials,
-        Credentials::Password { authzid: None, .. }
-    )
+/// The answer to a backend challenge after the whole login was sent: OAuth servers send
+/// an error challenge and expect a dummy response before their tagged `NO` — empty for
+/// XOAUTH2, `%x01` for OAUTHBEARER (RFC 7628 §3.2.3). Other logins get none.
+pub(crate) fn challenge_answer(login: &LoginRequest) -> Option<&'static [u8]> {
+    match login.credentials {
+        Credentials::OAuth {
+            mechanism: OAuthMechanism::XOAuth2,
+            ..
+        } => Some(b"\r\n"),
+        Credentials::OAuth {
+            mechanism: OAuthMechanism::OAuthBearer,
+            ..
+        } => Some(b"AQ==\r\n"),
+        Credentials::Password { .. } => None,
+    }
 }
 
 /// Append an astring to `cur`; a literal ends the current segment (the backend's `+`

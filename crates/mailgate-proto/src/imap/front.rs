@@ -172,11 +172,19 @@ impl ImapFront {
 
     /// Report the outcome of the login the engine asked for. Returns the bytes to send
     /// to the client. After `Accepted` the engine is finished: call `into_remaining()`.
+    /// Otherwise keep draining `next_action()`: pipelined commands are parsed now, and
+    /// the `max_bad_commands`-th refused login queues `* BYE` and `Close`.
     pub fn login_result(&mut self, verdict: LoginVerdict) -> Vec<u8> {
         let State::LoginInFlight { tag } = &self.state else {
             return Vec::new();
         };
         let tag = tag.clone();
+        // A refused login counts as a bad command, so one connection cannot try
+        // passwords without end; an unavailable backend is not the client's fault.
+        let refused = matches!(
+            verdict,
+            LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
+        );
         let (untagged, status, next) = match verdict {
             LoginVerdict::Accepted(r) => (r.untagged, r.status, State::Done),
             LoginVerdict::Rejected(r) => (r.untagged, r.status, State::Command),
@@ -193,6 +201,9 @@ impl ImapFront {
         out.push(b' ');
         out.extend(status.into_iter().filter(|&b| b != b'\r' && b != b'\n'));
         out.extend_from_slice(b"\r\n");
+        if refused {
+            self.bad();
+        }
         out
     }
 

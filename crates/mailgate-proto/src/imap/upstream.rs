@@ -251,19 +251,17 @@ impl ImapUpstream {
         if let Some(segment) = self.pending.pop_front() {
             self.out.push_back(UpstreamAction::Send(segment));
             Ok(())
-        } else if !self.answered_challenge && self.login_is_sasl() {
-            // RFC 7628 §3.2.3 / XOAUTH2: an error challenge is answered with an empty
-            // response; the tagged NO follows.
+        } else if let (false, Some(answer)) = (
+            self.answered_challenge,
+            encode::challenge_answer(&self.login),
+        ) {
+            // An OAuth error challenge; the tagged NO follows our answer.
             self.answered_challenge = true;
-            self.out.push_back(UpstreamAction::Send(b"\r\n".to_vec()));
+            self.out.push_back(UpstreamAction::Send(answer.to_vec()));
             Ok(())
         } else {
             Err(UpstreamError::Malformed)
         }
-    }
-
-    fn login_is_sasl(&self) -> bool {
-        encode::is_sasl(&self.login)
     }
 
     fn after_caps(&mut self) -> Result<(), UpstreamError> {
