@@ -1,0 +1,53 @@
+"""Routing changes without a restart: a domain moved from mail1 to mail2 in routing.yaml
+(SIGHUP) sends new logins to mail2; a per-user override wins over the domain."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+from clients import imap_backend, imap_open
+from layout import PASSWORD
+
+
+def _backend_of(mailgate, pki, user: str) -> str:
+    imap = imap_open("127.0.0.1", mailgate.ports["imap"], "plain", pki.ca_cert)
+    try:
+        imap.login(user, PASSWORD)
+        return imap_backend(imap)
+    finally:
+        imap.logout()
+
+
+def test_domain_moved_in_routing_file_takes_effect_on_sighup(mailgate, pki):
+    assert _backend_of(mailgate, pki, "moving@example.com") == "mail1"
+
+    moved = copy.deepcopy(mailgate.routing)
+    moved["domains"]["example.com"] = "mail2"
+    mailgate.reload(moved)
+
+    deadline = time.monotonic() + 5
+    seen = "mail1"
+    while time.monotonic() < deadline and seen != "mail2":
+        time.sleep(0.1)
+        seen = _backend_of(mailgate, pki, "moving@example.com")
+    assert seen == "mail2", "new logins still go to mail1 after the reload"
+    assert mailgate.running()
+    # Other domains keep their routes.
+    assert _backend_of(mailgate, pki, "bob@example.org") == "mail2"
+    assert _backend_of(mailgate, pki, "carol@sub.example.net") == "mail3"
+
+
+def test_bad_routing_file_on_reload_changes_nothing(mailgate, pki):
+    broken = copy.deepcopy(mailgate.routing)
+    broken["domains"]["example.com"] = "no-such-backend"
+    mailgate.reload(broken)
+    time.sleep(0.5)
+    assert mailgate.running()
+    assert _backend_of(mailgate, pki, "moving@example.com") == "mail1"
+
+
+def test_user_override_wins_over_domain(mailgate_factory, pki):
+    mg = mailgate_factory(routing={"users": {"moving@example.com": "mail2"}})
+    assert _backend_of(mg, pki, "moving@example.com") == "mail2"
+    assert _backend_of(mg, pki, "alice@example.com") == "mail1"
