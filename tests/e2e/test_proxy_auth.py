@@ -13,6 +13,10 @@ from clients import imap_backend, imap_open, pop3_open, tls_context
 from layout import PASSWORD
 
 UNKNOWN = "nobody@unknown-domain.test"
+# Each test fails logins from its own loopback address, so that mailgate's per-IP failed-login
+# limits never carry over from one test to the next.
+SOURCE = {"imap-plain": "127.0.0.21", "imap-tls": "127.0.0.22",
+          "pop3-plain": "127.0.0.23", "pop3-tls": "127.0.0.24"}
 
 
 def _imap_refusal(imap, user: str, password: str) -> bytes:
@@ -24,7 +28,7 @@ def _imap_refusal(imap, user: str, password: str) -> bytes:
 @pytest.mark.parametrize("mode", ["plain", "tls"])
 def test_imap_wrong_password_then_retry_and_unknown_domain(mailgate, pki, mode):
     port = mailgate.ports["imaps" if mode == "tls" else "imap"]
-    imap = imap_open("127.0.0.1", port, mode, pki.ca_cert)
+    imap = imap_open("127.0.0.1", port, mode, pki.ca_cert, source=SOURCE[f"imap-{mode}"])
     try:
         wrong = _imap_refusal(imap, "alice@example.com", "not-the-password")
         assert b"[AUTHENTICATIONFAILED]" in wrong
@@ -47,7 +51,7 @@ def _pop3_refusal(pop, user: str, password: str) -> bytes:
 @pytest.mark.parametrize("mode", ["plain", "tls"])
 def test_pop3_wrong_password_then_retry_and_unknown_domain(mailgate, pki, mode):
     port = mailgate.ports["pop3s" if mode == "tls" else "pop3"]
-    pop = pop3_open("127.0.0.1", port, mode, pki.ca_cert)
+    pop = pop3_open("127.0.0.1", port, mode, pki.ca_cert, source=SOURCE[f"pop3-{mode}"])
     try:
         wrong = _pop3_refusal(pop, "bob@example.org", "not-the-password")
         assert wrong.startswith(b"-ERR")
