@@ -66,7 +66,12 @@ impl RoutingTable {
         let Some(domain) = login.domain.as_deref() else {
             return self.default.map(|d| (d, RouteRule::Default));
         };
-        if !self.users.is_empty() {
+        let exact = self.domains.get(domain);
+        let overrides = match exact {
+            Some(e) => e.has_users,
+            None => !self.user_only_domains.is_empty() && self.user_only_domains.contains(domain),
+        };
+        if overrides {
             let mut addr = String::with_capacity(login.local.len() + 1 + domain.len());
             addr.push_str(&login.local);
             addr.push('@');
@@ -75,7 +80,10 @@ impl RoutingTable {
                 return Some((e.backend, RouteRule::UserOverride));
             }
         }
-        self.domain_index(domain)
+        if let Some(e) = exact {
+            return Some((e.backend, RouteRule::Domain));
+        }
+        self.wildcard_or_default(domain)
     }
 
     /// Exact domain → longest wildcard → default, for a normalised domain.
@@ -83,6 +91,10 @@ impl RoutingTable {
         if let Some(e) = self.domains.get(domain) {
             return Some((e.backend, RouteRule::Domain));
         }
+        self.wildcard_or_default(domain)
+    }
+
+    fn wildcard_or_default(&self, domain: &str) -> Option<(u32, RouteRule)> {
         if !self.wildcards.is_empty() {
             // Suffixes from the longest to the shortest: the first hit is the longest match.
             for (i, b) in domain.bytes().enumerate() {

@@ -89,6 +89,9 @@ impl Backend {
 pub(crate) struct Entry {
     pub backend: u32,
     pub line: u32,
+    /// Some `users:` override names this domain (checked only then: one hash lookup for
+    /// the common case).
+    pub has_users: bool,
 }
 
 /// How many routes of each kind a table holds (for the `routes{kind}` metric).
@@ -113,6 +116,8 @@ pub struct RoutingTable {
     /// Normalised suffix (without `*.`) → entry and the rule text `*.suffix`.
     pub(crate) wildcards: HashMap<Box<str>, (Entry, Arc<str>)>,
     pub(crate) users: HashMap<Box<str>, Entry>,
+    /// Domains of user overrides that have no exact `domains:` entry.
+    pub(crate) user_only_domains: std::collections::HashSet<Box<str>>,
     pub(crate) default: Option<u32>,
     pub(crate) default_domain: Option<String>,
     pub(crate) version: u64,

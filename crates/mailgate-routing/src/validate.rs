@@ -127,6 +127,7 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
         let entry = Entry {
             backend: b.unwrap_or(u32::MAX),
             line: dom.line as u32,
+            has_users: false,
         };
         if dom.value.contains('*') {
             let Some(suffix) = normalize_wildcard(&dom.value) else {
@@ -164,12 +165,14 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
 
     // Users.
     let mut users: HashMap<Box<str>, Entry> = HashMap::new();
+    let mut user_only_domains = std::collections::HashSet::new();
     for (user, target) in file.users.0 {
         let key = format!("users.{}", user.value);
         let b = resolve_ref(&mut cx, &target, user.line, key.clone());
         let entry = Entry {
             backend: b.unwrap_or(u32::MAX),
             line: user.line as u32,
+            has_users: false,
         };
         let login = parse_login(&user.value, default_domain.as_deref());
         let Some(login) = login.filter(|l| l.domain.is_some()) else {
@@ -181,6 +184,14 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
             cx.err(user.line, key, msg);
             continue;
         };
+        if let Some(d) = login.domain.as_deref() {
+            match domains.get_mut(d) {
+                Some(e) => e.has_users = true,
+                None => {
+                    user_only_domains.insert(Box::from(d));
+                }
+            }
+        }
         match users.entry(login.address().into_boxed_str()) {
             MapEntry::Occupied(o) => dup(&mut cx, user.line, key, o.get().line),
             MapEntry::Vacant(v) => {
@@ -217,6 +228,7 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
             domains,
             wildcards,
             users,
+            user_only_domains,
             default,
             default_domain,
             version,

@@ -37,6 +37,8 @@ fn lookup_table() {
             Some(("mail3", "wildcard *.example.net")),
         ),
         ("x@example.net", Some(("mail4", "default"))),
+        ("z@w.example.net", Some(("mail1", "user override"))),
+        ("y@w.example.net", Some(("mail3", "wildcard *.example.net"))),
         ("x@bücher.example", Some(("mail2", "domain"))),
         ("x@BÜCHER.example", Some(("mail2", "domain"))),
         ("x@xn--bcher-kva.example", Some(("mail2", "domain"))),

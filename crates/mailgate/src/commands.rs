@@ -1,22 +1,127 @@
 //! Offline subcommands around the routing table: `check`, `route`, `routes diff` (issue #3).
+//!
+//! Exit codes: `check` 0 valid / 1 invalid; `route` 0 routed / 1 no route / 2 config or
+//! routing file invalid; `routes diff` 0 report printed / 2 a file is invalid.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use mailgate_routing::normalize::parse_login;
+use mailgate_routing::{Config, ConfigErrors, Diagnostic, RouteRule, RoutingTable};
+
+fn print_errors(e: &ConfigErrors) {
+    for d in &e.0 {
+        eprintln!("error: {d}");
+    }
+}
+
+fn print_warnings(w: &[Diagnostic]) {
+    for d in w {
+        eprintln!("warning: {d}");
+    }
+}
+
 /// `mailgate check -c FILE`.
 pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
-    let _ = config;
-    anyhow::bail!("not implemented yet (issue #3)")
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            print_errors(&e);
+            eprintln!("{}: {} error(s)", config.display(), e.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut errors = cfg.check_files();
+    let routing = match RoutingTable::load(&cfg.routing_file) {
+        Ok(l) => {
+            print_warnings(&l.warnings);
+            Some(l.table)
+        }
+        Err(e) => {
+            errors.extend(e.0);
+            None
+        }
+    };
+    match routing {
+        Some(t) if errors.is_empty() => {
+            let c = t.counts();
+            println!(
+                "ok: {} and {} (version {}): {} backends, {} domains, {} wildcards, {} user overrides, default {}",
+                config.display(),
+                cfg.routing_file.display(),
+                t.version_hex(),
+                t.backends().count(),
+                c.domains,
+                c.wildcards,
+                c.users,
+                t.default_backend().map_or("none", |b| b.name.as_str()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let n = errors.len();
+            print_errors(&ConfigErrors(errors));
+            eprintln!("{n} error(s)");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn load_table(path: &Path) -> Option<RoutingTable> {
+    match RoutingTable::load(path) {
+        Ok(l) => {
+            print_warnings(&l.warnings);
+            Some(l.table)
+        }
+        Err(e) => {
+            print_errors(&e);
+            None
+        }
+    }
 }
 
 /// `mailgate route -c FILE USER`.
 pub fn route(config: &Path, user: &str) -> anyhow::Result<ExitCode> {
-    let _ = (config, user);
-    anyhow::bail!("not implemented yet (issue #3)")
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            print_errors(&e);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(table) = load_table(&cfg.routing_file) else {
+        return Ok(ExitCode::from(2));
+    };
+    // Show the login as typed, but never control characters.
+    let shown: String = user.chars().flat_map(char::escape_debug).collect();
+    match table.lookup(user) {
+        Some(r) => {
+            let domain = parse_login(user, table.default_domain())
+                .and_then(|l| l.domain.map(|d| d.into_owned()))
+                .unwrap_or_default();
+            let why = match &r.rule {
+                RouteRule::Domain => format!("domain {domain}"),
+                other => other.to_string(),
+            };
+            println!("{shown} -> {} ({why})", r.backend.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            println!("{shown}: no route");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `mailgate routes diff OLD NEW`.
 pub fn routes_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
-    let _ = (old, new);
-    anyhow::bail!("not implemented yet (issue #3)")
+    let (Some(a), Some(b)) = (load_table(old), load_table(new)) else {
+        return Ok(ExitCode::from(2));
+    };
+    let diff = a.diff(&b);
+    print!("{diff}");
+    if !diff.is_empty() {
+        println!("summary: {}", diff.summary());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -54,6 +54,7 @@ domains:
 users:
   Alice@Example.com: mail2
   bob: mail3
+  z@W.example.net: mail1
 default_domain: example.com
 default: mail4
 "#;
