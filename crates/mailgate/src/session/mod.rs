@@ -1,0 +1,398 @@
+//! One client session, top to bottom: transport → greeting → pre-auth loop → route →
+//! admission → upstream login relay → splice → one summary event. This is the only place
+//! where sockets meet the protocol engines.
+
+mod front;
+
+pub use front::{Front, FrontSettings};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailgate_proto::{
+    ClientAddr, CloseReason, ForwardInfo, FrontAction, LoginRequest, LoginVerdict,
+};
+use mailgate_routing::RoutingTable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tracing::Instrument;
+
+use crate::conn::Conn;
+use crate::listener::ListenerKind;
+use crate::server::Shared;
+use crate::splice::{Splice, SpliceEnd};
+use crate::upstream::{RelayRequest, RelayTimeouts, Relayed};
+
+/// What the session log line reports as its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    ClientClosed,
+    Closed(CloseReason),
+    PreauthTimeout,
+    TlsFailed,
+    Shutdown,
+    Spliced,
+    SpliceIdle,
+    SpliceError,
+    Kicked,
+    IoError,
+    PerIpLimit,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::ClientClosed => "client_closed",
+            Outcome::Closed(CloseReason::ClientLogout) => "logout",
+            Outcome::Closed(_) => "protocol_close",
+            Outcome::PreauthTimeout => "preauth_timeout",
+            Outcome::TlsFailed => "tls_failed",
+            Outcome::Shutdown => "shutdown",
+            Outcome::Spliced => "spliced_closed",
+            Outcome::SpliceIdle => "spliced_idle",
+            Outcome::SpliceError => "spliced_error",
+            Outcome::Kicked => "kicked",
+            Outcome::IoError => "io_error",
+            Outcome::PerIpLimit => "per_ip_limit",
+        }
+    }
+}
+
+/// Fields of the one summary event a session logs when it ends.
+#[derive(Debug, Default)]
+struct Summary {
+    domain: Option<String>,
+    backend: Option<String>,
+    bytes_up: u64,
+    bytes_down: u64,
+    logins_failed: u32,
+    close_detail: Option<&'static str>,
+}
+
+/// Serve one accepted connection until it closes.
+pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: SocketAddr) {
+    let id = shared.next_session_id();
+    let span = tracing::info_span!("conn", listener = kind.name(), peer = %peer, id);
+    async move {
+        let started = Instant::now();
+        let _active = shared.metrics.session_opened(kind.name());
+        let mut summary = Summary::default();
+        let outcome = drive(&shared, kind, tcp, peer, id, &mut summary).await;
+        tracing::info!(
+            client = %peer,
+            domain = summary.domain.as_deref().unwrap_or("-"),
+            backend = summary.backend.as_deref().unwrap_or("-"),
+            bytes_up = summary.bytes_up,
+            bytes_down = summary.bytes_down,
+            duration_ms = started.elapsed().as_millis() as u64,
+            failed_logins = summary.logins_failed,
+            outcome = outcome.as_str(),
+            detail = summary.close_detail.unwrap_or(""),
+            "session closed"
+        );
+    }
+    .instrument(span)
+    .await
+}
+
+async fn drive(
+    shared: &Arc<Shared>,
+    kind: ListenerKind,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    summary: &mut Summary,
+) -> Outcome {
+    let local = tcp.local_addr().unwrap_or(peer);
+    crate::net::tune(&tcp);
+    let limits = shared.limits();
+    let Some(_ip_guard) = shared.per_ip.acquire(peer.ip()) else {
+        let mut tcp = tcp;
+        let msg: &[u8] = match kind.protocol() {
+            crate::protocol::Protocol::Imap => {
+                b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+            }
+            crate::protocol::Protocol::Pop3 => {
+                b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
+            }
+        };
+        let _ = timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
+        return Outcome::PerIpLimit;
+    };
+    // One routing snapshot for the whole session.
+    let table = shared.routing.current();
+    let tls = shared.server_tls();
+    let mut conn = if kind.implicit_tls() {
+        let Some(tls) = tls.as_ref() else {
+            return Outcome::TlsFailed;
+        };
+        match timeout(
+            limits.tls_handshake_timeout,
+            crate::listener::accept_tls(tls, kind, tcp),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            _ => return Outcome::TlsFailed,
+        }
+    } else {
+        Conn::Plain(tcp)
+    };
+    let settings = shared.front_settings(kind, tls.is_some());
+    let mut front = Front::new(kind.protocol(), &settings, conn.is_tls());
+    if conn.write_all(&front.greeting()).await.is_err() {
+        return Outcome::IoError;
+    }
+    let deadline = Instant::now() + limits.preauth_timeout;
+    let mut buf = vec![0u8; 4096];
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        while let Some(action) = front.next_action() {
+            match action {
+                FrontAction::Send(bytes) => out.extend_from_slice(&bytes),
+                FrontAction::Close(reason) => {
+                    let _ = flush(&mut conn, &mut out).await;
+                    let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;
+                    summary.close_detail = Some(close_detail(reason));
+                    return Outcome::Closed(reason);
+                }
+                FrontAction::StartTls => {
+                    if flush(&mut conn, &mut out).await.is_err() {
+                        return Outcome::IoError;
+                    }
+                    let (Conn::Plain(tcp), Some(tls)) = (conn, tls.as_ref()) else {
+                        return Outcome::TlsFailed;
+                    };
+                    conn = match timeout(
+                        limits.tls_handshake_timeout,
+                        crate::listener::accept_tls(tls, kind, tcp),
+                    )
+                    .await
+                    {
+                        Ok(Ok(c)) => c,
+                        _ => return Outcome::TlsFailed,
+                    };
+                    front.tls_started();
+                }
+                FrontAction::Login(req) => {
+                    if flush(&mut conn, &mut out).await.is_err() {
+                        return Outcome::IoError;
+                    }
+                    let ctx = LoginContext {
+                        shared,
+                        table: &table,
+                        kind,
+                        peer,
+                        local,
+                        id,
+                        client_id: front.client_id(),
+                    };
+                    match login(ctx, req, summary).await {
+                        LoginStep::Spliced(relayed, guard) => {
+                            let reply = front.login_result(relayed.verdict.clone());
+                            let mut to_client = reply;
+                            to_client.extend_from_slice(&relayed.remaining);
+                            let pipelined = front.into_remaining();
+                            return splice(
+                                shared, conn, relayed, to_client, pipelined, guard, summary,
+                            )
+                            .await;
+                        }
+                        LoginStep::Answer(verdict) => {
+                            if !matches!(verdict, LoginVerdict::Accepted(_)) {
+                                summary.logins_failed += 1;
+                            }
+                            out.extend_from_slice(&front.login_result(verdict));
+                        }
+                    }
+                }
+            }
+        }
+        if flush(&mut conn, &mut out).await.is_err() {
+            return Outcome::IoError;
+        }
+        let read = tokio::select! {
+            r = conn.read(&mut buf) => r,
+            _ = sleep_until(deadline) => {
+                let _ = timeout(Duration::from_secs(2), conn.write_all(&front.timeout_bye())).await;
+                return Outcome::PreauthTimeout;
+            }
+            _ = shared.shutdown.cancelled() => {
+                let _ = timeout(Duration::from_secs(2), conn.write_all(&front.shutdown_bye())).await;
+                let _ = timeout(Duration::from_secs(1), conn.shutdown()).await;
+                return Outcome::Shutdown;
+            }
+        };
+        match read {
+            Ok(0) => return Outcome::ClientClosed,
+            Ok(n) => front.feed(&buf[..n]),
+            Err(_) => return Outcome::IoError,
+        }
+    }
+}
+
+fn close_detail(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::ClientLogout => "logout",
+        CloseReason::TooManyBadCommands => "too_many_bad_commands",
+        CloseReason::LineTooLong => "line_too_long",
+        CloseReason::LiteralTooLarge => "literal_too_large",
+        CloseReason::StartTlsInjection => "starttls_injection",
+        CloseReason::ProtocolViolation => "protocol_violation",
+    }
+}
+
+async fn flush(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        conn.write_all(out).await?;
+        out.clear();
+    }
+    conn.flush().await
+}
+
+struct LoginContext<'a> {
+    shared: &'a Arc<Shared>,
+    table: &'a RoutingTable,
+    kind: ListenerKind,
+    peer: SocketAddr,
+    local: SocketAddr,
+    id: u64,
+    client_id: Vec<(String, Option<String>)>,
+}
+
+enum LoginStep {
+    /// The backend accepted: splice.
+    Spliced(Relayed, crate::admission::SessionSlot),
+    /// Answer the client and stay in pre-auth.
+    Answer(LoginVerdict),
+}
+
+async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) -> LoginStep {
+    let shared = ctx.shared;
+    let protocol = ctx.kind.protocol();
+    let user = req.routing_user().to_string();
+    summary.domain = user.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let Some(route) = ctx.table.lookup(&user) else {
+        // Unknown domain: the same answer (and delay) as a wrong password.
+        shared.metrics.login("none", protocol.name(), "no_route");
+        sleep(shared.limits().auth_failure_delay).await;
+        return LoginStep::Answer(LoginVerdict::AuthFailed);
+    };
+    let backend = route.backend.clone();
+    summary.backend = Some(backend.name.clone());
+    let permit = match shared.admission.admit(ctx.table, &backend, protocol) {
+        Ok(p) => p,
+        Err(reason) => {
+            tracing::info!(backend = %backend.name, reason = reason.as_str(), "login refused: backend not admitting");
+            shared
+                .metrics
+                .login(&backend.name, protocol.name(), "unavailable");
+            return LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)));
+        }
+    };
+    let backend = permit.backend().clone();
+    summary.backend = Some(backend.name.clone());
+    let limits = shared.limits();
+    let forward = ForwardInfo {
+        client: ClientAddr {
+            ip: ctx.peer.ip().to_canonical().to_string(),
+            port: ctx.peer.port(),
+        },
+        connected: ClientAddr {
+            ip: ctx.local.ip().to_canonical().to_string(),
+            port: ctx.local.port(),
+        },
+        session_id: format!("mg-{:x}", ctx.id),
+        client_id: ctx.client_id,
+    };
+    let request = RelayRequest {
+        backend: &backend,
+        protocol,
+        forward,
+        client_addr: ctx.peer,
+        local_addr: ctx.local,
+        timeouts: RelayTimeouts {
+            connect: limits.backend_connect_timeout,
+            greeting: limits.backend_greeting_timeout,
+            login: limits.backend_login_timeout,
+        },
+        limits: shared.proto_limits(),
+    };
+    match shared.upstream.relay(request, req).await {
+        Ok(relayed) => {
+            permit.report_verdict(relayed.latency);
+            match relayed.verdict {
+                LoginVerdict::Accepted(_) => {
+                    shared.metrics.login(&backend.name, protocol.name(), "ok");
+                    let domain = summary.domain.clone().unwrap_or_default();
+                    let slot = permit.into_session(
+                        &shared.admission.kicks,
+                        &domain,
+                        &user.to_ascii_lowercase(),
+                    );
+                    LoginStep::Spliced(relayed, slot)
+                }
+                ref other => {
+                    shared
+                        .metrics
+                        .login(&backend.name, protocol.name(), "rejected");
+                    LoginStep::Answer(other.clone())
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(backend = %backend.name, error = %err, kind = err.kind(), "login relay failed");
+            shared
+                .metrics
+                .login(&backend.name, protocol.name(), "unavailable");
+            permit.report_failure(&err);
+            LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)))
+        }
+    }
+}
+
+fn unavailable_message(backend: &mailgate_routing::Backend) -> String {
+    backend
+        .unavailable_message
+        .clone()
+        .unwrap_or_else(|| "Mail server temporarily unavailable, please try again later".into())
+}
+
+async fn splice(
+    shared: &Arc<Shared>,
+    client: Conn,
+    relayed: Relayed,
+    to_client: Vec<u8>,
+    to_backend: Vec<u8>,
+    slot: crate::admission::SessionSlot,
+    summary: &mut Summary,
+) -> Outcome {
+    let idle = shared.limits().idle_timeout;
+    let mut splice = Splice::new(client, relayed.conn, to_backend, to_client, idle)
+        .with_activity(slot.activity());
+    let outcome = tokio::select! {
+        end = &mut splice => match end {
+            SpliceEnd::Closed => Outcome::Spliced,
+            SpliceEnd::Idle => Outcome::SpliceIdle,
+            SpliceEnd::Error(_) => Outcome::SpliceError,
+        },
+        _ = shared.force.cancelled() => Outcome::Shutdown,
+        request = slot.kicked() => {
+            summary.close_detail = Some(request.reason.as_str());
+            shared.metrics.kicks.inc();
+            Outcome::Kicked
+        }
+    };
+    summary.bytes_up = splice.bytes_up();
+    summary.bytes_down = splice.bytes_down();
+    if let Some(backend) = &summary.backend {
+        shared
+            .metrics
+            .add_bytes(backend, summary.bytes_up, summary.bytes_down);
+    }
+    drop(splice);
+    drop(slot);
+    outcome
+}
