@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use dashmap::DashMap;
 use mailgate_health::{
     BackendSpec, BackendTarget, HealthSettings, HealthView, KickReason, KickRegistry,
     ProbeScheduler,
@@ -101,6 +102,65 @@ impl Drop for IpGuard<'_> {
     }
 }
 
+/// Failed logins per client IP within a window, for back-off (`max_auth_failures_per_ip`).
+#[derive(Debug)]
+pub struct AuthFailures {
+    max: u32,
+    window: Duration,
+    base_delay: Duration,
+    map: DashMap<IpAddr, (u32, tokio::time::Instant)>,
+}
+
+/// Longest back-off before a login from an address with many failures is processed.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+impl AuthFailures {
+    fn new(max: u32, window: Duration, base_delay: Duration) -> Self {
+        AuthFailures {
+            max,
+            window,
+            base_delay,
+            map: DashMap::new(),
+        }
+    }
+
+    /// Count a failed login of `ip`.
+    pub fn record(&self, ip: IpAddr) {
+        if self.max == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let mut e = self.map.entry(ip.to_canonical()).or_insert((0, now));
+        if now.duration_since(e.1) > self.window {
+            *e = (0, now);
+        }
+        e.0 = e.0.saturating_add(1);
+    }
+
+    /// How long to hold a new login of `ip` before processing it: zero below the limit,
+    /// then doubling per further failure, at most 15 s.
+    pub fn backoff(&self, ip: IpAddr) -> Duration {
+        if self.max == 0 {
+            return Duration::ZERO;
+        }
+        let Some(e) = self.map.get(&ip.to_canonical()) else {
+            return Duration::ZERO;
+        };
+        if e.1.elapsed() > self.window || e.0 < self.max {
+            return Duration::ZERO;
+        }
+        let excess = (e.0 - self.max).min(8);
+        let base = self.base_delay.max(Duration::from_millis(250));
+        (base * 2u32.pow(excess)).min(MAX_BACKOFF)
+    }
+
+    /// Forget windows that ended (called periodically: keys are created by traffic).
+    pub fn prune(&self) {
+        let window = self.window;
+        self.map.retain(|_, (_, start)| start.elapsed() <= window);
+    }
+}
+
 /// State shared by every session and background task.
 #[derive(Debug)]
 pub struct Shared {
@@ -119,6 +179,8 @@ pub struct Shared {
     scheduler: Mutex<Option<ProbeScheduler>>,
     /// Per-IP session counts.
     pub per_ip: PerIp,
+    /// Per-IP failed logins (back-off).
+    pub auth_failures: AuthFailures,
     /// Cancelled when shutdown starts: stop accepting, BYE to pre-auth sessions.
     pub shutdown: CancellationToken,
     /// Cancelled when the grace period ends: close spliced sessions.
@@ -162,6 +224,11 @@ impl Shared {
         metrics.record_reload(true);
         Arc::new(Shared {
             per_ip: PerIp::new(limits.max_sessions_per_ip),
+            auth_failures: AuthFailures::new(
+                l.max_auth_failures_per_ip,
+                l.auth_failure_window,
+                l.auth_failure_delay,
+            ),
             config,
             routing,
             tls: ArcSwapOption::new(tls.map(Arc::new)),
@@ -404,6 +471,16 @@ pub async fn serve(
     }
     shared.metrics.set_routes(&shared.routing.current());
     shared.start_probes();
+    let pruner = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => pruner.auth_failures.prune(),
+                _ = pruner.force.cancelled() => break,
+            }
+        }
+    });
     shutdown.await;
     let grace = shared.config.shutdown_grace;
     tracing::info!(

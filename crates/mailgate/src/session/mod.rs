@@ -201,8 +201,14 @@ async fn drive(
                             .await;
                         }
                         LoginStep::Answer(verdict) => {
-                            if !matches!(verdict, LoginVerdict::Accepted(_)) {
+                            if matches!(
+                                verdict,
+                                LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
+                            ) {
+                                // Wrong password and unknown domain look alike, delay included.
                                 summary.logins_failed += 1;
+                                shared.auth_failures.record(peer.ip());
+                                sleep(limits.auth_failure_delay).await;
                             }
                             out.extend_from_slice(&front.login_result(verdict));
                         }
@@ -272,12 +278,19 @@ enum LoginStep {
 async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) -> LoginStep {
     let shared = ctx.shared;
     let protocol = ctx.kind.protocol();
+    let backoff = shared.auth_failures.backoff(ctx.peer.ip());
+    if !backoff.is_zero() {
+        tracing::debug!(
+            backoff_ms = backoff.as_millis() as u64,
+            "login held back: many failed logins from this address"
+        );
+        sleep(backoff).await;
+    }
     let user = req.routing_user().to_string();
     summary.domain = user.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
     let Some(route) = ctx.table.lookup(&user) else {
         // Unknown domain: the same answer (and delay) as a wrong password.
         shared.metrics.login("none", protocol.name(), "no_route");
-        sleep(shared.limits().auth_failure_delay).await;
         return LoginStep::Answer(LoginVerdict::AuthFailed);
     };
     let backend = route.backend.clone();
