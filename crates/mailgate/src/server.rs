@@ -307,11 +307,13 @@ impl Shared {
         let me = self.clone();
         let old = self.routing.current();
         let result = tokio::task::spawn_blocking(move || {
-            let report = me.routing.reload().map_err(|e| e.to_string())?;
+            // Certificates first: a bad certificate must not leave a new routing table
+            // half-applied. A bad routing file leaves the certificates unchanged too.
             let tls = match &me.config.tls {
-                Some(t) => Some(load_tls(t).map_err(|e| e.to_string())?),
+                Some(t) => Some(load_tls(t).map_err(|e| format!("tls: {e}"))?),
                 None => None,
             };
+            let report = me.routing.reload().map_err(|e| e.to_string())?;
             Ok::<_, String>((report, tls))
         })
         .await
