@@ -63,6 +63,7 @@ impl Outcome {
 /// Fields of the one summary event a session logs when it ends.
 #[derive(Debug, Default)]
 struct Summary {
+    client: Option<SocketAddr>,
     domain: Option<String>,
     backend: Option<String>,
     bytes_up: u64,
@@ -81,7 +82,7 @@ pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: 
         let mut summary = Summary::default();
         let outcome = drive(&shared, kind, tcp, peer, id, &mut summary).await;
         tracing::info!(
-            client = %peer,
+            client = %summary.client.unwrap_or(peer),
             domain = summary.domain.as_deref().unwrap_or("-"),
             backend = summary.backend.as_deref().unwrap_or("-"),
             bytes_up = summary.bytes_up,
@@ -108,8 +109,39 @@ async fn drive(
     let local = tcp.local_addr().unwrap_or(peer);
     crate::net::tune(&tcp);
     let limits = shared.limits();
+    let mut tcp = tcp;
+    let mut peer = peer;
+    if shared
+        .config
+        .listen
+        .proxy_from
+        .contains(&peer.ip().to_canonical())
+    {
+        // A trusted load balancer: the real client address comes in a PROXY v2 header.
+        match timeout(
+            limits.tls_handshake_timeout,
+            crate::net::read_proxy_v2(&mut tcp),
+        )
+        .await
+        {
+            Ok(Ok(Some(client))) => {
+                tracing::debug!(client = %client, "PROXY v2 header");
+                peer = client;
+                summary.client = Some(client);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "bad PROXY header from a trusted load balancer");
+                summary.close_detail = Some("bad_proxy_header");
+                return Outcome::IoError;
+            }
+            Err(_) => {
+                summary.close_detail = Some("proxy_header_timeout");
+                return Outcome::IoError;
+            }
+        }
+    }
     let Some(_ip_guard) = shared.per_ip.acquire(peer.ip()) else {
-        let mut tcp = tcp;
         let msg: &[u8] = match kind.protocol() {
             crate::protocol::Protocol::Imap => {
                 b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
