@@ -16,6 +16,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,6 +201,55 @@ class Mailgate:
     # addresses
     def addr(self, listener: str) -> tuple[str, int]:
         return (LOOPBACK, self.ports[listener])
+
+    # admin API (listen.admin) and `mailgate ctl`
+    def admin_url(self, path: str = "/", listener: str = "admin") -> str:
+        """URL of ``path`` on the admin (or status) listener."""
+        return f"http://{LOOPBACK}:{self.ports[listener]}{path}"
+
+    def admin_token(self) -> str | None:
+        """The token in admin.token_file, or None when none is configured."""
+        path = self.config.get("admin", {}).get("token_file")
+        return Path(path).read_text().strip() if path else None
+
+    def http(self, method: str, path: str, token: str | bool | None = True,
+             listener: str = "admin", timeout: float = 5.0) -> tuple[int, dict, str]:
+        """One HTTP request; ``token=True`` sends the configured token, a string sends that,
+        None/False none. Returns (status, headers with lower-case names, body), also for
+        error statuses."""
+        req = urllib.request.Request(self.admin_url(path, listener), method=method)
+        if token is True:
+            token = self.admin_token()
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+    def status_json(self) -> dict:
+        """GET /status as a dict."""
+        code, _, body = self.http("GET", "/status", token=None)
+        assert code == 200, body
+        return json.loads(body)
+
+    def backend_status(self, name: str) -> dict:
+        """One backend's entry of GET /status."""
+        for b in self.status_json()["backends"]:
+            if b["name"] == name:
+                return b
+        raise KeyError(name)
+
+    def ctl(self, *args: str, token: bool = True, timeout: float = 10.0) -> subprocess.CompletedProcess:
+        """``mailgate ctl -c mailgate.yaml ARGS...``; without ``token`` no token reaches it."""
+        env = {k: v for k, v in os.environ.items() if k != "MAILGATE_ADMIN_TOKEN"}
+        cmd = [str(mailgate_binary()), "ctl", "-c", str(self.config_path), *args]
+        if not token:
+            cmd += ["--token-file", os.devnull]
+        return subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, env=env,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
 
 
 def _accepts(port: int) -> bool:

@@ -6,6 +6,7 @@
 //! [`admission`] → [`upstream`] relays the login → [`splice`] copies bytes.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod admission;
 pub mod commands;
 pub mod conn;
@@ -46,19 +47,24 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listeners = server::Listeners::bind(&config)?;
+        let admin_listeners = admin::bind(&config)?;
         let routing = Arc::new(Routing::new(loaded));
         let routing_file = config.routing_file.clone();
         let shared = server::Shared::new(config, routing, tls);
-        let _watcher = spawn_reload_triggers(&shared, &routing_file);
+        let admin = admin::start(&shared, admin_listeners);
+        let _watcher = spawn_reload_triggers(&shared, &routing_file, admin.tokens());
         server::serve(shared, listeners, shutdown_signal()).await;
+        admin.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// SIGHUP and routing-file changes trigger a reload.
+/// SIGHUP and routing-file changes trigger a reload (of the routing file, certificates
+/// and the admin token).
 fn spawn_reload_triggers(
     shared: &Arc<server::Shared>,
     routing_file: &Path,
+    tokens: Arc<admin::auth::TokenStore>,
 ) -> Option<mailgate_routing::Watcher> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let tx_hup = tx.clone();
@@ -75,6 +81,7 @@ fn spawn_reload_triggers(
     tokio::spawn(async move {
         while let Some(trigger) = rx.recv().await {
             let _ = s.reload(trigger).await;
+            let _ = tokens.reload();
         }
     });
     match mailgate_routing::watch(routing_file, move || {

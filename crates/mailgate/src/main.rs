@@ -42,6 +42,61 @@ enum Command {
         #[command(subcommand)]
         command: RoutesCommand,
     },
+    /// Talk to a running mailgate's admin API (status, drain, undrain, reload, kick).
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CtlArgs {
+    /// Admin address [default: listen.admin of --config, else http://127.0.0.1:9143].
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// Main configuration file: admin address and token file are taken from it.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// File holding the admin token [default: $MAILGATE_ADMIN_TOKEN, else admin.token_file of --config].
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Every backend's state, drain flag, sessions, budget and last probe.
+    Status {
+        /// Print the raw JSON of GET /status.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse new logins for a backend (existing sessions stay unless kicked).
+    Drain {
+        /// Backend name from the routing file.
+        name: String,
+    },
+    /// Admit new logins for a drained backend again.
+    Undrain {
+        /// Backend name from the routing file.
+        name: String,
+    },
+    /// Reload the routing file, certificates and admin token.
+    Reload,
+    /// Close spliced sessions of a backend, a domain or a user, spread over a window.
+    #[command(group(clap::ArgGroup::new("selector").required(true)))]
+    Kick {
+        /// All sessions on this backend.
+        #[arg(long, group = "selector")]
+        backend: Option<String>,
+        /// All sessions of this domain.
+        #[arg(long, group = "selector")]
+        domain: Option<String>,
+        /// All sessions of this user (user@domain).
+        #[arg(long, group = "selector")]
+        user: Option<String>,
+        /// Spread the closes over this time (e.g. 30s) [default: health.kick_window].
+        #[arg(long)]
+        window: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +110,40 @@ enum RoutesCommand {
     },
 }
 
+fn ctl(args: CtlArgs) -> ExitCode {
+    use mailgate::admin::ctl;
+    let command = match args.command {
+        CtlCommand::Status { json } => ctl::Command::Status { json },
+        CtlCommand::Drain { name } => ctl::Command::Drain(name),
+        CtlCommand::Undrain { name } => ctl::Command::Undrain(name),
+        CtlCommand::Reload => ctl::Command::Reload,
+        CtlCommand::Kick {
+            backend,
+            domain,
+            user,
+            window,
+        } => ctl::Command::Kick {
+            backend,
+            domain,
+            user,
+            window,
+        },
+    };
+    let result = ctl::resolve_target(
+        args.admin.as_deref(),
+        args.config.as_deref(),
+        args.token_file.as_deref(),
+    )
+    .and_then(|target| ctl::run(&target, &command));
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mailgate ctl: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -64,6 +153,7 @@ fn main() -> ExitCode {
         Command::Routes {
             command: RoutesCommand::Diff { old, new },
         } => mailgate::commands::routes_diff(&old, &new),
+        Command::Ctl(args) => return ctl(args),
     };
     match result {
         Ok(code) => code,

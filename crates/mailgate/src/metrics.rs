@@ -5,7 +5,11 @@
 //! (health, drain, sessions, budgets, routes) are refreshed from the health view and the
 //! routing table right before each scrape.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use mailgate_health::{BackendStatus, HealthState, RefusalReason};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -132,6 +136,13 @@ pub struct Metrics {
     pub kicks: Counter,
     /// `tls_certificate_not_after_timestamp_seconds`: earliest expiry of the served certs.
     pub cert_not_after: Gauge<i64, AtomicI64>,
+    /// `backend_logins_in_flight`.
+    pub backend_logins_in_flight: Family<BackendLabel, Gauge>,
+    /// `backend_down_suppressed`.
+    pub backend_down_suppressed: Family<BackendLabel, Gauge>,
+    /// Backends exported at the last refresh (to drop the series of removed ones), and the
+    /// lock that keeps a refresh and its encoding together.
+    scrape: Mutex<BTreeSet<String>>,
 }
 
 impl Default for Metrics {
@@ -161,6 +172,9 @@ impl Metrics {
             routes: Family::default(),
             kicks: Counter::default(),
             cert_not_after: Gauge::default(),
+            backend_logins_in_flight: Family::default(),
+            backend_down_suppressed: Family::default(),
+            scrape: Mutex::new(BTreeSet::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -230,6 +244,16 @@ impl Metrics {
             "tls_certificate_not_after_timestamp_seconds",
             "Earliest notAfter of the served certificates",
             m.cert_not_after.clone(),
+        );
+        registry.register(
+            "backend_logins_in_flight",
+            "Logins waiting for the backend's verdict",
+            m.backend_logins_in_flight.clone(),
+        );
+        registry.register(
+            "backend_down_suppressed",
+            "1 when the backend is down but still admitted (blast-radius guard)",
+            m.backend_down_suppressed.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -319,6 +343,131 @@ impl Metrics {
         SessionGauge(g)
     }
 }
+
+impl Metrics {
+    /// Refresh the gauges that mirror health state from `statuses` (one per backend in the
+    /// health view), drop every series of backends that are gone, then encode. Refresh and
+    /// encoding run under one lock so that concurrent scrapes never see half a refresh.
+    pub fn encode_with_health(
+        &self,
+        statuses: &[BackendStatus],
+        cert_not_after: Option<i64>,
+    ) -> String {
+        let mut known = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let current: BTreeSet<String> = statuses.iter().map(|s| s.name.clone()).collect();
+        for gone in known.difference(&current) {
+            self.forget_backend(gone);
+        }
+        for s in statuses {
+            self.set_backend_state(s);
+        }
+        *known = current;
+        if let Some(t) = cert_not_after {
+            self.cert_not_after.set(t);
+        }
+        self.encode()
+    }
+
+    fn set_backend_state(&self, s: &BackendStatus) {
+        let b = BackendLabel {
+            backend: s.name.clone(),
+        };
+        let admitting_by_health = s.state != HealthState::Down || s.down_suppressed;
+        self.backend_up
+            .get_or_create(&b)
+            .set(i64::from(admitting_by_health));
+        for state in HealthState::ALL {
+            self.backend_state
+                .get_or_create(&StateLabel {
+                    backend: s.name.clone(),
+                    state: state.as_str().into(),
+                })
+                .set(i64::from(s.state == state));
+        }
+        self.backend_drained
+            .get_or_create(&b)
+            .set(i64::from(s.drained));
+        self.backend_down_suppressed
+            .get_or_create(&b)
+            .set(i64::from(s.down_suppressed));
+        self.backend_logins_in_flight
+            .get_or_create(&b)
+            .set(i64::from(s.logins_in_flight));
+        match s.max_sessions {
+            Some(max) => {
+                self.backend_max_sessions
+                    .get_or_create(&b)
+                    .set(i64::from(max));
+            }
+            None => {
+                self.backend_max_sessions.remove(&b);
+            }
+        }
+        for protocol in PROTOCOLS {
+            // Export 0 for a backend without sessions, so that ratios and alerts see it.
+            let _ = self.backend_sessions.get_or_create(&BackendProtocol {
+                backend: s.name.clone(),
+                protocol: protocol.into(),
+            });
+        }
+    }
+
+    /// Remove every series labelled with `backend` (it left the routing table).
+    fn forget_backend(&self, backend: &str) {
+        let b = BackendLabel {
+            backend: backend.to_string(),
+        };
+        self.backend_up.remove(&b);
+        self.backend_drained.remove(&b);
+        self.backend_down_suppressed.remove(&b);
+        self.backend_logins_in_flight.remove(&b);
+        self.backend_max_sessions.remove(&b);
+        self.probe_duration.remove(&b);
+        for state in HealthState::ALL {
+            self.backend_state.remove(&StateLabel {
+                backend: backend.into(),
+                state: state.as_str().into(),
+            });
+        }
+        for protocol in PROTOCOLS {
+            let bp = BackendProtocol {
+                backend: backend.into(),
+                protocol: protocol.into(),
+            };
+            // A session still spliced to the removed backend keeps its series until it ends.
+            if self.backend_sessions.get_or_create(&bp).get() <= 0 {
+                self.backend_sessions.remove(&bp);
+            }
+            self.login_duration.remove(&bp);
+            for result in LOGIN_RESULTS {
+                self.logins.remove(&LoginLabel {
+                    backend: backend.into(),
+                    protocol: protocol.into(),
+                    result: result.into(),
+                });
+            }
+        }
+        for reason in RefusalReason::ALL {
+            self.refused.remove(&RefusedLabel {
+                backend: backend.into(),
+                reason: reason.as_str().into(),
+            });
+        }
+        for direction in DIRECTIONS {
+            self.bytes.remove(&BytesLabel {
+                backend: backend.into(),
+                direction: direction.into(),
+            });
+        }
+    }
+}
+
+/// Values of the `protocol` label.
+const PROTOCOLS: [&str; 2] = ["imap", "pop3"];
+/// Values of the `result` label of `logins_total`.
+const LOGIN_RESULTS: [&str; 4] = ["ok", "rejected", "unavailable", "no_route"];
+/// Values of the `direction` label of `bytes_total`.
+const DIRECTIONS: [&str; 2] = ["client_to_backend", "backend_to_client"];
 
 /// Decrements `sessions_active` when dropped.
 #[derive(Debug)]

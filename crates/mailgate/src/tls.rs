@@ -135,6 +135,8 @@ pub struct ServerTls {
     pub pop3: Arc<ServerConfig>,
     /// The certificate and key files loaded.
     pub files: Vec<PathBuf>,
+    /// Earliest notAfter (Unix seconds) of the served leaf certificates, if readable.
+    pub not_after: Option<i64>,
 }
 
 impl ServerTls {
@@ -142,11 +144,16 @@ impl ServerTls {
     pub fn load(default: &CertSpec, sni: &[CertSpec]) -> Result<ServerTls, TlsError> {
         let provider = provider();
         let default_ck = Arc::new(load_certified_key(default, &provider)?);
+        let mut not_after = leaf_not_after(&default_ck);
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut files = vec![default.cert.clone(), default.key.clone()];
         for spec in sni {
             let ck = Arc::new(load_certified_key(spec, &provider)?);
+            not_after = match (not_after, leaf_not_after(&ck)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             files.push(spec.cert.clone());
             files.push(spec.key.clone());
             for name in &spec.names {
@@ -177,8 +184,16 @@ impl ServerTls {
             imap: make(b"imap")?,
             pop3: make(b"pop3")?,
             files,
+            not_after,
         })
     }
+}
+
+/// notAfter of a certified key's leaf certificate, in Unix seconds (for the expiry metric).
+fn leaf_not_after(ck: &CertifiedKey) -> Option<i64> {
+    let leaf = ck.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Accepts any backend certificate: only for `tls_verify: false`, an explicit choice.

@@ -1,0 +1,406 @@
+//! `mailgate ctl`: the command-line client of the admin API (status, drain, undrain,
+//! reload, kick). One HTTP/1.1 request per command with hyper's client over a plain TCP
+//! connection; the admin listener is loopback-only by default.
+//!
+//! Exit codes: 0 done; 1 the server refused or failed (the reason is printed); 2 the admin
+//! address could not be reached or the command line/config is unusable.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use super::http::encode;
+
+/// Environment variable holding the admin token.
+pub const TOKEN_ENV: &str = "MAILGATE_ADMIN_TOKEN";
+/// Admin address when neither `--admin` nor a config names one.
+pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:9143";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why `mailgate ctl` could not do its job (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The admin address is not `http://host:port`.
+    #[error("admin address {0:?}: use http://HOST:PORT")]
+    Address(String),
+    /// The config file could not be read.
+    #[error("{0}")]
+    Config(String),
+    /// The token file could not be read.
+    #[error("token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting or talking to the admin server failed.
+    #[error("cannot reach the admin server at {addr}: {reason}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered something that is not JSON.
+    #[error("unexpected answer from the admin server: {0}")]
+    Answer(String),
+}
+
+/// Where to send commands and with which token.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port` of the admin listener.
+    pub addr: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "/* REDACTED */"))
+            .finish()
+    }
+}
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `GET /status`, printed as a table (or raw JSON).
+    Status {
+        /// Print the JSON document.
+        json: bool,
+    },
+    /// `POST /backends/{name}/drain`.
+    Drain(String),
+    /// `POST /backends/{name}/undrain`.
+    Undrain(String),
+    /// `POST /reload`.
+    Reload,
+    /// `POST /kick?...`.
+    Kick {
+        /// `backend=`.
+        backend: Option<String>,
+        /// `domain=`.
+        domain: Option<String>,
+        /// `user=`.
+        user: Option<String>,
+        /// `window=` (e.g. `30s`).
+        window: Option<String>,
+    },
+}
+
+/// Work out the target: `--admin`, else `listen.admin` of `--config`, else the default;
+/// the token from `--token-file`, else `$MAILGATE_ADMIN_TOKEN`, else `admin.token_file`
+/// of `--config`.
+pub fn resolve_target(
+    admin: Option<&str>,
+    config: Option<&Path>,
+    token_file: Option<&Path>,
+) -> Result<Target, CtlError> {
+    let cfg = match config {
+        Some(p) => {
+            Some(mailgate_routing::Config::load(p).map_err(|e| CtlError::Config(e.to_string()))?)
+        }
+        None => None,
+    };
+    let url = match (admin, cfg.as_ref().and_then(|c| c.listen.admin)) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => DEFAULT_ADMIN.to_string(),
+    };
+    let addr = parse_addr(&url)?;
+    let from_file = |p: &Path| -> Result<String, CtlError> {
+        let text = std::fs::read_to_string(p).map_err(|e| CtlError::TokenFile {
+            path: p.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(text.trim().to_string())
+    };
+    let token = if let Some(p) = token_file {
+        Some(from_file(p)?)
+    } else if let Some(t) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        Some(t.trim().to_string())
+    } else if let Some(p) = cfg.as_ref().and_then(|c| c.admin.token_file.as_deref()) {
+        Some(from_file(p)?)
+    } else {
+        None
+    };
+    Ok(Target { addr, token })
+}
+
+/// `http://host:port[/]` or `host:port` → `host:port`.
+pub fn parse_addr(url: &str) -> Result<String, CtlError> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    if rest.contains("://") {
+        return Err(CtlError::Address(url.to_string()));
+    }
+    let rest = rest.trim_end_matches('/');
+    let ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !ok || rest.contains('/') {
+        return Err(CtlError::Address(url.to_string()));
+    }
+    Ok(rest.to_string())
+}
+
+/// Run one command; prints the result and returns the exit code.
+pub fn run(target: &Target, command: &Command) -> Result<ExitCode, CtlError> {
+    let (method, path) = request_line(command);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CtlError::Connect {
+            addr: target.addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let (status, body) = rt.block_on(send(target, method.clone(), &path))?;
+    let value: Value = serde_json::from_str(&body)
+        .map_err(|_| CtlError::Answer(format!("{status}: {}", body.trim())))?;
+    if !status.is_success() {
+        let why = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        eprintln!("mailgate ctl: {} {path}: {status}: {why}", method.as_str());
+        return Ok(ExitCode::FAILURE);
+    }
+    print!("{}", describe(command, &value));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request_line(command: &Command) -> (Method, String) {
+    match command {
+        Command::Status { .. } => (Method::GET, "/status".into()),
+        Command::Drain(b) => (Method::POST, format!("/backends/{}/drain", encode(b))),
+        Command::Undrain(b) => (Method::POST, format!("/backends/{}/undrain", encode(b))),
+        Command::Reload => (Method::POST, "/reload".into()),
+        Command::Kick {
+            backend,
+            domain,
+            user,
+            window,
+        } => {
+            let params: Vec<String> = [
+                ("backend", backend),
+                ("domain", domain),
+                ("user", user),
+                ("window", window),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+            .collect();
+            (Method::POST, format!("/kick?{}", params.join("&")))
+        }
+    }
+}
+
+async fn send(
+    target: &Target,
+    method: Method,
+    path: &str,
+) -> Result<(StatusCode, String), CtlError> {
+    let err = |reason: String| CtlError::Connect {
+        addr: target.addr.clone(),
+        reason,
+    };
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(&target.addr),
+    )
+    .await
+    .map_err(|_| err("connect timed out".into()))?
+    .map_err(|e| err(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, target.addr.as_str());
+    if let Some(t) = &target.token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| err(e.to_string()))?;
+    let exchange = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| err("no answer in time".into()))?
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Human-readable output of a successful command.
+fn describe(command: &Command, v: &Value) -> String {
+    match command {
+        Command::Status { json: true } => {
+            serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+        }
+        Command::Status { json: false } => status_table(v),
+        Command::Drain(_) | Command::Undrain(_) => {
+            let changed = if v["changed"] == true {
+                "changed"
+            } else {
+                "unchanged"
+            };
+            let state = if v["drained"] == true {
+                "drained"
+            } else {
+                "not drained"
+            };
+            format!("{}: {state} ({changed})\n", s(&v["backend"]))
+        }
+        Command::Reload => format!(
+            "reloaded; routing version {}; admin token {}\n",
+            s(&v["routing_version"]),
+            s(&v["admin_token"])
+        ),
+        Command::Kick { .. } => format!(
+            "{} session(s) of {} {} scheduled to close over {}s\n",
+            v["scheduled"],
+            s(&v["selector"]),
+            s(&v["value"]),
+            v["window_secs"]
+        ),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `/status` as a table for a terminal.
+pub fn status_table(v: &Value) -> String {
+    let mut out = String::new();
+    let r = &v["routing"];
+    let _ = writeln!(
+        out,
+        "routing: {} version {} loaded {}{}",
+        s(&r["file"]),
+        s(&r["version"]),
+        s(&r["loaded_at"]),
+        if v["shutting_down"] == true {
+            "  [SHUTTING DOWN]"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:<9} {:<7} {:>11} {:>8}  {:<22} LAST TRANSITION",
+        "BACKEND", "STATE", "DRAINED", "SESSIONS", "LOGINS", "LAST PROBE"
+    );
+    for b in v["backends"].as_array().into_iter().flatten() {
+        let mut state = s(&b["state"]);
+        if b["down_suppressed"] == true {
+            state.push('*');
+        }
+        let sessions = match b["max_sessions"].as_u64() {
+            Some(max) => format!("{}/{max}", b["sessions"]),
+            None => b["sessions"].to_string(),
+        };
+        let p = &b["last_probe"];
+        let probe = if p.is_null() {
+            "-".to_string()
+        } else if p["ok"] == true {
+            format!("ok {} ms", p["latency_ms"])
+        } else {
+            format!("FAIL {}", s(&p["error"]))
+        };
+        let t = &b["last_transition"];
+        let transition = if t.is_null() {
+            "-".to_string()
+        } else {
+            format!("{} {}", s(&t["at"]), s(&t["reason"]))
+        };
+        let _ = writeln!(
+            out,
+            "{:<14} {:<9} {:<7} {:>11} {:>8}  {:<22} {}",
+            s(&b["name"]),
+            state,
+            if b["drained"] == true { "yes" } else { "no" },
+            sessions,
+            b["logins_in_flight"],
+            probe,
+            transition
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_addresses() {
+        assert_eq!(
+            parse_addr("http://127.0.0.1:9143").ok().as_deref(),
+            Some("127.0.0.1:9143")
+        );
+        assert_eq!(
+            parse_addr("http://[::1]:9143/").ok().as_deref(),
+            Some("[::1]:9143")
+        );
+        assert_eq!(
+            parse_addr("localhost:1").ok().as_deref(),
+            Some("localhost:1")
+        );
+        for bad in [
+            "https://x:1",
+            "http://x",
+            "http://:1",
+            "http://x:1/status",
+            "x:99999",
+        ] {
+            assert!(parse_addr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kick_request_encodes_parameters() {
+        let (m, path) = request_line(&Command::Kick {
+            backend: None,
+            domain: None,
+            user: Some("alice@example.com".into()),
+            window: Some("30s".into()),
+        });
+        assert_eq!(m, Method::POST);
+        assert_eq!(path, "/kick?user=alice%40example.com&window=30s");
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let t = Target {
+            addr: "127.0.0.1:1".into(),
+            token: Some("hunter2-secret".into()),
+        };
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Admin HTTP (issue #6): `/metrics`, `/healthz`, `/readyz`, `/status` (JSON), `/` (the
+//! status page for people) and the token-protected operator API (drain, undrain, reload,
+//! kick) on `listen.admin`; optionally the read-only status page alone on a public
+//! `listen.status`. `mailgate ctl` ([`ctl`]) is the command-line client.
+//!
+//! Lifecycle: [`bind`] binds both listeners and reads the token before the proxy starts
+//! (a bind error fails startup); [`start`] serves them; [`AdminHandle::stop`] ends them
+//! after the proxy's shutdown grace, so that metrics stay visible while sessions drain.
+//! See docs/admin.md.
+
+pub mod auth;
+pub mod ctl;
+pub mod http;
+pub mod routes;
+pub mod server;
+pub mod status_json;
+pub mod status_page;
+#[cfg(test)]
+mod testutil;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mailgate_routing::Config;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::auth::{TokenError, TokenStore};
+use self::routes::{AdminState, Surface};
+use crate::server::Shared;
+
+/// Why the admin server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A listener could not be bound.
+    #[error("{key}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Config key (`listen.admin`, `listen.status`).
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The token file could not be used.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Bound admin listeners and the token, ready to serve.
+#[derive(Debug)]
+pub struct AdminListeners {
+    admin: Option<TcpListener>,
+    status: Option<TcpListener>,
+    tokens: Arc<TokenStore>,
+}
+
+impl AdminListeners {
+    /// The bound address of `listen.admin`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+/// Bind `listen.admin` and `listen.status` and read `admin.token_file` (needs a runtime).
+pub fn bind(config: &Config) -> Result<AdminListeners, AdminError> {
+    let tokens = TokenStore::load(config.admin.token_file.as_deref())?;
+    let bind_one = |key: &'static str, addr: Option<SocketAddr>| {
+        addr.map(|addr| {
+            crate::listener::bind(addr).map_err(|source| AdminError::Bind { key, addr, source })
+        })
+        .transpose()
+    };
+    Ok(AdminListeners {
+        admin: bind_one("listen.admin", config.listen.admin)?,
+        status: bind_one("listen.status", config.listen.status)?,
+        tokens,
+    })
+}
+
+/// The running admin server.
+#[derive(Debug)]
+pub struct AdminHandle {
+    tokens: Arc<TokenStore>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Serve the bound listeners.
+pub fn start(shared: &Arc<Shared>, bound: AdminListeners) -> AdminHandle {
+    if bound.admin.is_some() && shared.config.admin.token_file.is_none() {
+        tracing::warn!(
+            "admin.token_file is not set: drain, undrain, reload and kick over HTTP are disabled"
+        );
+    }
+    let state = Arc::new(AdminState {
+        shared: shared.clone(),
+        tokens: bound.tokens.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (listener, surface) in [
+        (bound.admin, Surface::Admin),
+        (bound.status, Surface::Public),
+    ] {
+        let Some(listener) = listener else { continue };
+        if let Ok(addr) = listener.local_addr() {
+            let name = if surface == Surface::Admin {
+                "admin"
+            } else {
+                "status"
+            };
+            tracing::info!(listener = name, %addr, "listening");
+        }
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            state.clone(),
+            surface,
+            stop.clone(),
+        )));
+    }
+    state.ready.store(true, Ordering::Release);
+    AdminHandle {
+        tokens: bound.tokens,
+        stop,
+        tasks,
+    }
+}
+
+impl AdminHandle {
+    /// The token store (reload triggers re-read it).
+    pub fn tokens(&self) -> Arc<TokenStore> {
+        self.tokens.clone()
+    }
+
+    /// Stop serving: open requests get a moment to finish.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Request routing for the admin listener (everything) and the public status listener
+//! (`/` and its domain check only). Read-only endpoints need no token; the mutating ones
+//! (`POST /backends/{name}/drain|undrain`, `/reload`, `/kick`) need the bearer token and
+//! log what they changed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use mailgate_health::KickSelector;
+use serde_json::json;
+
+use super::auth::{AuthResult, TokenStore};
+use super::http::{self, Resp};
+use super::{status_json, status_page};
+use crate::server::Shared;
+
+/// Longest kick window accepted.
+const MAX_KICK_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Auto-refresh period of the status page.
+const PAGE_REFRESH_SECS: u32 = 30;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `listen.admin`: every endpoint.
+    Admin,
+    /// `listen.status`: the public, read-only status page.
+    Public,
+}
+
+/// What handlers share.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The running proxy.
+    pub shared: Arc<Shared>,
+    /// The admin token in force.
+    pub tokens: Arc<TokenStore>,
+    /// Set once the proxy's listeners are bound and the admin server runs.
+    pub ready: AtomicBool,
+}
+
+impl AdminState {
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shared.shutdown.is_cancelled()
+    }
+
+    /// `/metrics` with the state gauges refreshed first.
+    pub fn metrics_text(&self) -> String {
+        let statuses = self.shared.admission.health.snapshot();
+        let not_after = self.shared.server_tls().and_then(|t| t.not_after);
+        self.shared.metrics.encode_with_health(&statuses, not_after)
+    }
+}
+
+/// Handle one request.
+pub async fn handle(
+    state: Arc<AdminState>,
+    surface: Surface,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let read = method == Method::GET || method == Method::HEAD;
+    if surface == Surface::Public {
+        return Ok(match path.as_str() {
+            "/" if read => page(&state, &req),
+            "/" => http::method_not_allowed("GET, HEAD"),
+            _ => http::error(StatusCode::NOT_FOUND, "not found"),
+        });
+    }
+    let resp = match path.as_str() {
+        "/metrics" if read => http::response(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics_text(),
+        ),
+        "/healthz" if read => http::text(StatusCode::OK, "ok\n"),
+        "/readyz" if read => readyz(&state),
+        "/status" if read => status(&state),
+        "/" if read => page(&state, &req),
+        "/metrics" | "/healthz" | "/readyz" | "/status" | "/" => {
+            http::method_not_allowed("GET, HEAD")
+        }
+        "/reload" | "/kick" if method != Method::POST => http::method_not_allowed("POST"),
+        "/reload" => match authorize(&state, &req, peer) {
+            None => reload(&state, peer).await,
+            Some(refusal) => refusal,
+        },
+        "/kick" => match authorize(&state, &req, peer) {
+            None => kick(&state, &req, peer),
+            Some(refusal) => refusal,
+        },
+        p => match drain_target(p) {
+            Some(_) if method != Method::POST => http::method_not_allowed("POST"),
+            Some((name, drain)) => match authorize(&state, &req, peer) {
+                None => set_drain(&state, &name, drain, peer),
+                Some(refusal) => refusal,
+            },
+            None => http::error(StatusCode::NOT_FOUND, "not found"),
+        },
+    };
+    Ok(resp)
+}
+
+/// `/backends/{name}/drain` → `(name, true)`, `/backends/{name}/undrain` → `(name, false)`.
+fn drain_target(path: &str) -> Option<(String, bool)> {
+    let rest = path.strip_prefix("/backends/")?;
+    let (name, action) = rest.rsplit_once('/')?;
+    let drain = match action {
+        "drain" => true,
+        "undrain" => false,
+        _ => return None,
+    };
+    let name = http::decode(name);
+    (!name.is_empty() && !name.contains('/')).then_some((name, drain))
+}
+
+/// `None` when the request carries the right token, else the refusal to send.
+fn authorize(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Option<Resp> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state.tokens.check(header) {
+        AuthResult::Allowed => None,
+        AuthResult::NotConfigured => {
+            tracing::warn!(%peer, path = req.uri().path(), "admin: refused, no token configured");
+            Some(http::error(
+                StatusCode::FORBIDDEN,
+                "mutating admin endpoints are disabled: set admin.token_file in mailgate.yaml",
+            ))
+        }
+        AuthResult::Denied => {
+            tracing::warn!(%peer, path = req.uri().path(), "admin: refused, missing or wrong token");
+            let mut r = http::error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <token from admin.token_file>)",
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"mailgate-admin\""),
+            );
+            Some(r)
+        }
+    }
+}
+
+fn readyz(state: &AdminState) -> Resp {
+    if state.is_ready() {
+        http::text(StatusCode::OK, "ready\n")
+    } else if state.shared.shutdown.is_cancelled() {
+        http::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+    } else {
+        http::text(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n")
+    }
+}
+
+fn status(state: &AdminState) -> Resp {
+    let statuses = state.shared.admission.health.snapshot();
+    let table = state.shared.routing.current();
+    let info = status_json::ProcessInfo {
+        ready: state.is_ready(),
+        shutting_down: state.shared.shutdown.is_cancelled(),
+        cert_not_after: state.shared.server_tls().and_then(|t| t.not_after),
+    };
+    http::json(
+        StatusCode::OK,
+        &status_json::render(&statuses, &table, info),
+    )
+}
+
+fn page(state: &AdminState, req: &Request<Incoming>) -> Resp {
+    let pairs = http::query_pairs(req.uri().query());
+    let statuses = state.shared.admission.health.snapshot();
+    let table = state.shared.routing.current();
+    let body = status_page::render(&status_page::PageInput {
+        statuses: &statuses,
+        table: &table,
+        domain: http::query_get(&pairs, "domain"),
+        show_addresses: state.shared.config.admin.show_addresses,
+        refresh_secs: PAGE_REFRESH_SECS,
+        now: SystemTime::now(),
+    });
+    http::html(body)
+}
+
+fn set_drain(state: &AdminState, name: &str, drain: bool, peer: SocketAddr) -> Resp {
+    let health = &state.shared.admission.health;
+    let before = health
+        .snapshot()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.drained);
+    let Some(was) = before else {
+        return http::error(StatusCode::NOT_FOUND, format!("unknown backend {name:?}"));
+    };
+    let known = if drain {
+        health.drain(name)
+    } else {
+        health.undrain(name)
+    };
+    if !known {
+        return http::error(StatusCode::NOT_FOUND, format!("unknown backend {name:?}"));
+    }
+    let action = if drain { "drain" } else { "undrain" };
+    tracing::warn!(
+        %peer,
+        backend = name,
+        action,
+        was_drained = was,
+        drained = drain,
+        changed = was != drain,
+        "admin: backend drain flag set"
+    );
+    http::json(
+        StatusCode::OK,
+        &json!({ "backend": name, "drained": drain, "changed": was != drain }),
+    )
+}
+
+async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
+    let token = state.tokens.reload();
+    match state.shared.reload("admin").await {
+        Ok(()) => {
+            let table = state.shared.routing.current();
+            tracing::info!(%peer, version = %table.version_hex(), "admin: reload done");
+            http::json(
+                StatusCode::OK,
+                &json!({
+                    "ok": true,
+                    "routing_version": table.version_hex(),
+                    "admin_token": if token.is_ok() { "reloaded" } else { "kept (file unreadable)" },
+                }),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "admin: reload failed");
+            http::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({ "ok": false, "error": e }),
+            )
+        }
+    }
+}
+
+fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
+    let pairs = http::query_pairs(req.uri().query());
+    let mut selectors = Vec::new();
+    for key in ["backend", "domain", "user"] {
+        if let Some(v) = http::query_get(&pairs, key).map(str::trim) {
+            if v.is_empty() {
+                return http::error(StatusCode::BAD_REQUEST, format!("{key}= is empty"));
+            }
+            selectors.push((key, v.to_string()));
+        }
+    }
+    let (key, value) = match selectors.as_slice() {
+        [(k, v)] => (*k, v.clone()),
+        _ => {
+            return http::error(
+                StatusCode::BAD_REQUEST,
+                "name exactly one of backend=, domain=, user=",
+            );
+        }
+    };
+    let window = match http::query_get(&pairs, "window") {
+        None => state.shared.admission.health.settings().kick_window,
+        Some(w) => match humantime::parse_duration(w.trim()) {
+            Ok(d) if d <= MAX_KICK_WINDOW => d,
+            Ok(_) => return http::error(StatusCode::BAD_REQUEST, "window= is at most 24h"),
+            Err(e) => {
+                return http::error(StatusCode::BAD_REQUEST, format!("window=: {e}"));
+            }
+        },
+    };
+    let selector = match key {
+        "backend" => KickSelector::Backend(value.clone()),
+        "domain" => KickSelector::Domain(value.to_ascii_lowercase()),
+        _ => KickSelector::User(value.to_ascii_lowercase()),
+    };
+    let n = state.shared.admission.kicks.kick(&selector, window);
+    if n == 0 && key == "backend" && state.shared.routing.current().backend(&value).is_none() {
+        return http::error(StatusCode::NOT_FOUND, format!("unknown backend {value:?}"));
+    }
+    // Users are logged by domain only.
+    let shown = match key {
+        "user" => value
+            .rsplit_once('@')
+            .map(|(_, d)| format!("*@{d}"))
+            .unwrap_or_else(|| "*".into()),
+        _ => value.clone(),
+    };
+    tracing::warn!(%peer, selector = key, value = %shown, sessions = n, window = ?window, "admin: kick scheduled");
+    http::json(
+        StatusCode::OK,
+        &json!({
+            "scheduled": n,
+            "selector": key,
+            "value": value,
+            "window_secs": window.as_secs_f64(),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_paths() {
+        assert_eq!(
+            drain_target("/backends/mail1/drain"),
+            Some(("mail1".into(), true))
+        );
+        assert_eq!(
+            drain_target("/backends/mail%2D1/undrain"),
+            Some(("mail-1".into(), false))
+        );
+        assert_eq!(drain_target("/backends//drain"), None);
+        assert_eq!(drain_target("/backends/a/b/drain"), None);
+        assert_eq!(drain_target("/backends/mail1/stop"), None);
+        assert_eq!(drain_target("/backend/mail1/drain"), None);
+    }
+}

@@ -1,0 +1,61 @@
+//! Fixtures shared by the admin module's unit tests.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use mailgate_health::{BackendStatus, HealthState, ProbeResult, Protocol};
+use mailgate_routing::RoutingTable;
+
+/// Two backends: mail1 (public name with markup) and mail2 (none), a default.
+pub fn table() -> RoutingTable {
+    let yaml = r#"
+backends:
+  mail1:
+    host: mail1.internal
+    imap_port: 143
+    max_sessions: 1400
+    public_name: "Area <A>"
+  mail2:
+    host: 10.0.0.12
+    imap_port: 143
+domains:
+  example.com: mail1
+  example.org: mail2
+  "*.example.net": mail2
+default: mail1
+"#;
+    RoutingTable::parse(yaml, Path::new("routing.yaml"))
+        .expect("valid routing")
+        .table
+}
+
+/// A backend status in `state`, with a probe and a transition.
+pub fn status(name: &str, state: HealthState) -> BackendStatus {
+    BackendStatus {
+        name: name.into(),
+        state,
+        down_suppressed: false,
+        drained: false,
+        admitting: state != HealthState::Down,
+        sessions: 12,
+        logins_in_flight: 1,
+        max_sessions: Some(1400),
+        max_logins_in_flight: None,
+        admit_share: 1.0,
+        latency: Some(Duration::from_millis(8)),
+        last_probe: Some(ProbeResult {
+            protocol: Protocol::Imap,
+            ok: state != HealthState::Down,
+            latency: Duration::from_micros(4500),
+            duration: Duration::from_millis(9),
+            at: SystemTime::now(),
+            error: (state == HealthState::Down).then(|| "greeting: timed out after 2s".into()),
+        }),
+        probes: Vec::new(),
+        last_transition: Some((
+            SystemTime::now(),
+            "3 probe failures: greeting timed out".into(),
+        )),
+        since: SystemTime::now(),
+    }
+}
