@@ -623,3 +623,79 @@ async fn kick_spreads_closes_over_the_window() {
         .await;
     proxy.stop().await;
 }
+
+// --- passive signals and logins in flight -----------------------------------------------
+
+/// Without any probe (interval 60 s), real logins that time out waiting for the greeting
+/// are passive failures: after `fall` of them the backend is down and the next login is
+/// refused at once instead of waiting for the timeout again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greeting_timeouts_of_real_logins_mark_the_backend_down() {
+    let f = fake(FaultMode::NoGreeting).await;
+    let limits = "    backend_greeting_timeout: 300ms";
+    let health = "    fall: 3\n    max_auto_down_share: 1.0";
+    let proxy = Proxy::start(&[Back::imap("b", &f, "d.test")], health, limits, false).await;
+    let mut c = Client::connect(proxy.imap).await;
+    for i in 0..3 {
+        let t = Instant::now();
+        assert_unavailable(
+            &c.imap_login(&format!("a{i}"), "u@d.test").await,
+            &format!("a{i}"),
+            "b",
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(proxy.status("b").state, HealthState::Down);
+    let connections = f.stats().connections;
+    let t = Instant::now();
+    assert_unavailable(&c.imap_login("a9", "u@d.test").await, "a9", "b");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        f.stats().connections,
+        connections,
+        "a down backend was contacted"
+    );
+    proxy.stop().await;
+}
+
+/// `max_logins_in_flight: 2`: with two logins hanging at the backend, a third is refused
+/// at once; once they time out, logins are admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_in_flight_are_limited() {
+    let f = fake(FaultMode::LoginHangs).await;
+    let limits = "    backend_login_timeout: 2s";
+    let back = Back::imap("b", &f, "d.test").with("max_logins_in_flight: 2");
+    let proxy = Proxy::start(&[back], "    fall: 10", limits, false).await;
+    let mut hanging = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(proxy.imap).await;
+        c.send("h1 LOGIN u@d.test secret").await;
+        hanging.push(c);
+    }
+    proxy
+        .wait_status("2 logins in flight", |s| s[0].logins_in_flight == 2)
+        .await;
+    let mut third = Client::connect(proxy.imap).await;
+    let t = Instant::now();
+    assert_unavailable(&third.imap_login("t1", "u@d.test").await, "t1", "b");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    for c in &mut hanging {
+        assert_unavailable(&c.line().await, "h1", "b");
+    }
+    f.set_mode(FaultMode::Normal);
+    assert!(
+        third
+            .imap_login("t2", "u@d.test")
+            .await
+            .starts_with("t2 OK")
+    );
+    proxy.stop().await;
+}
