@@ -251,7 +251,6 @@ class Mailgate:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection((LOOPBACK, port), timeout=0.2):

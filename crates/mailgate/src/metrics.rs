@@ -478,3 +478,7 @@ impl Drop for SessionGauge {
         self.0.dec();
     }
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

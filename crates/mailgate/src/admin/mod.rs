@@ -16,7 +16,7 @@ pub mod server;
 pub mod status_json;
 pub mod status_page;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

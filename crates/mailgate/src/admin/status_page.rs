@@ -220,7 +220,7 @@ fn domain_answer(typed: &str, input: &PageInput<'_>) -> (&'static str, String) {
                 "ok" => "It is healthy.",
                 "slow" => "It is working, but slower than usual.",
                 "maint" => "It is in maintenance: logins may be refused for a while.",
-                _ => "It has a problem right now: logins are refused. We are working on it.",
+                _ => "Logins are refused for now; please try again later.",
             };
             (
                 class,

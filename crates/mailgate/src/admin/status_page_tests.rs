@@ -92,7 +92,7 @@ fn domain_check_answers_healthy_affected_and_unknown() {
     let bad = page(&statuses, Some("alice@sub.example.net"));
     assert!(bad.contains("served by <b>mail2</b>"));
     assert!(bad.contains("answer down"));
-    assert!(bad.contains("logins are refused"));
+    assert!(bad.contains("Logins are refused for now"));
 
     // The default route does not count as knowing a domain.
     let unknown = page(&statuses, Some("nowhere.invalid"));
