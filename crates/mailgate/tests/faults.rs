@@ -74,6 +74,21 @@ impl Proxy {
     /// mappings (indented by four spaces) merged into the config; `tls` adds a server
     /// certificate (STARTTLS on the plaintext listeners).
     async fn start(backends: &[Back<'_>], health: &str, limits: &str, tls: bool) -> Proxy {
+        Proxy::start_full(backends, health, limits, tls, "").await
+    }
+
+    /// [`Proxy::start`] with default health and limits and extra top-level routing YAML.
+    async fn start_with_routing_extra(backends: &[Back<'_>], routing_extra: &str) -> Proxy {
+        Proxy::start_full(backends, "", "", false, routing_extra).await
+    }
+
+    async fn start_full(
+        backends: &[Back<'_>],
+        health: &str,
+        limits: &str,
+        tls: bool,
+        routing_extra: &str,
+    ) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("probe.secret"), "secret").expect("write");
         std::fs::write(dir.path().join("wrong.secret"), "not-the-password").expect("write");
@@ -94,6 +109,7 @@ impl Proxy {
         for b in backends {
             routing.push_str(&format!("  {}: {}\n", b.domain, b.name));
         }
+        routing.push_str(routing_extra);
         let routing_path = dir.path().join("routing.yaml");
         std::fs::write(&routing_path, &routing).expect("write routing");
         let tls_yaml = if tls {
@@ -697,5 +713,26 @@ async fn logins_in_flight_are_limited() {
             .await
             .starts_with("t2 OK")
     );
+    proxy.stop().await;
+}
+
+/// A login without `@` uses `default_domain`; a kick by domain must still find its session
+/// (the session registers the domain it was routed by).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_by_domain_finds_sessions_that_logged_in_without_a_domain() {
+    let f = fake(FaultMode::Normal).await;
+    let back = Back::imap("b", &f, "d.test");
+    let proxy = Proxy::start_with_routing_extra(&[back], "default_domain: d.test\n").await;
+    let mut c = Client::connect(proxy.imap).await;
+    assert!(c.imap_login("a1", "bare").await.starts_with("a1 OK"));
+    let n = proxy.shared.admission.kicks.kick(
+        &KickSelector::Domain("d.test".into()),
+        Duration::from_millis(100),
+    );
+    assert_eq!(
+        n, 1,
+        "the session of a bare login is not found by its domain"
+    );
+    assert!(c.read_to_end(CAP).await.is_some(), "kicked session closed");
     proxy.stop().await;
 }

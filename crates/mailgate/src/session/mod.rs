@@ -319,7 +319,12 @@ async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) 
         sleep(backoff).await;
     }
     let user = req.routing_user().to_string();
-    summary.domain = user.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    // A login without `@` is routed by `default_domain`: register that domain for kicks.
+    summary.domain = user
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .or(ctx.table.default_domain())
+        .map(str::to_ascii_lowercase);
     let Some(route) = ctx.table.lookup(&user) else {
         // Unknown domain: the same answer (and delay) as a wrong password.
         shared.metrics.login("none", protocol.name(), "no_route");
