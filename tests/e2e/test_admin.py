@@ -240,3 +240,15 @@ def test_status_listener_serves_only_the_page(mailgate_factory):
                          ("POST", "/reload")):
         assert mg.http(method, path, listener="status")[0] in (404, 405), path
     assert mg.backend_status("mail1")["drained"] is False
+
+
+def test_admin_bind_error_fails_startup(mailgate_factory):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        mg = mailgate_factory(config={"listen": {"admin": f"127.0.0.1:{port}"}}, start=False)
+        with pytest.raises(RuntimeError) as e:
+            mg.start()
+        assert "listen.admin: cannot bind" in str(e.value)

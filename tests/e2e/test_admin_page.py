@@ -52,6 +52,8 @@ def test_frozen_backend_in_status_metrics_and_page(mailgate, backends, pki, work
         assert value(m, "mailgate_backend_up", backend="mail3") == 0
         assert value(m, "mailgate_backend_state", backend="mail3", state="down") == 1
         assert value(m, "mailgate_backend_up", backend="mail1") == 1
+        ctl = mailgate.ctl("status").stdout
+        assert "reason: " in ctl and "last probe: " in ctl, ctl
 
         started = time.monotonic()
         assert "[UNAVAILABLE]" in login_refusal(mailgate, pki, "carol@sub.example.net")

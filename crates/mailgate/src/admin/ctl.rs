@@ -313,7 +313,7 @@ pub fn status_table(v: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<9} {:<7} {:>11} {:>8}  {:<22} LAST TRANSITION",
+        "{:<14} {:<9} {:<7} {:>11} {:>6}  {:<12} SINCE",
         "BACKEND", "STATE", "DRAINED", "SESSIONS", "LOGINS", "LAST PROBE"
     );
     for b in v["backends"].as_array().into_iter().flatten() {
@@ -322,34 +322,37 @@ pub fn status_table(v: &Value) -> String {
             state.push('*');
         }
         let sessions = match b["max_sessions"].as_u64() {
-            Some(max) => format!("{}/{max}", b["sessions"]),
-            None => b["sessions"].to_string(),
+            Some(max) => format!("{}/{max}", s(&b["sessions"])),
+            None => s(&b["sessions"]),
         };
         let p = &b["last_probe"];
-        let probe = if p.is_null() {
-            "-".to_string()
-        } else if p["ok"] == true {
-            format!("ok {} ms", p["latency_ms"])
-        } else {
-            format!("FAIL {}", s(&p["error"]))
-        };
-        let t = &b["last_transition"];
-        let transition = if t.is_null() {
-            "-".to_string()
-        } else {
-            format!("{} {}", s(&t["at"]), s(&t["reason"]))
+        let probe_ok = p["ok"] == true;
+        let probe = match p["latency_ms"].as_f64() {
+            _ if p.is_null() => "-".to_string(),
+            Some(ms) if probe_ok => format!("ok {ms:.1} ms"),
+            _ => "FAILED".to_string(),
         };
         let _ = writeln!(
             out,
-            "{:<14} {:<9} {:<7} {:>11} {:>8}  {:<22} {}",
+            "{:<14} {:<9} {:<7} {:>11} {:>6}  {:<12} {}",
             s(&b["name"]),
             state,
             if b["drained"] == true { "yes" } else { "no" },
             sessions,
-            b["logins_in_flight"],
+            s(&b["logins_in_flight"]),
             probe,
-            transition
+            s(&b["since"]),
         );
+        // Why, for anything that is not plainly healthy.
+        if b["state"] != "up" || (!p.is_null() && !probe_ok) {
+            let t = &b["last_transition"];
+            if !t.is_null() {
+                let _ = writeln!(out, "{:<14} reason: {}", "", s(&t["reason"]));
+            }
+            if !p.is_null() && !probe_ok {
+                let _ = writeln!(out, "{:<14} last probe: {}", "", s(&p["error"]));
+            }
+        }
     }
     out
 }
@@ -393,6 +396,42 @@ mod tests {
         });
         assert_eq!(m, Method::POST);
         assert_eq!(path, "/kick?user=alice%40example.com&window=30s");
+    }
+
+    #[test]
+    fn status_table_shows_state_budget_and_reason() {
+        use crate::admin::status_json::{ProcessInfo, render};
+        use crate::admin::testutil::{status, table};
+        use mailgate_health::HealthState;
+        let mut drained = status("mail1", HealthState::Up);
+        drained.drained = true;
+        let doc = render(
+            &[drained, status("mail2", HealthState::Down)],
+            &table(),
+            ProcessInfo {
+                ready: true,
+                shutting_down: false,
+                cert_not_after: None,
+            },
+        );
+        let out = status_table(&doc);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].starts_with("BACKEND"));
+        assert!(
+            lines[2].starts_with("mail1") && lines[2].contains(" yes "),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("12/1400") && lines[2].contains("ok 4.5 ms"),
+            "{out}"
+        );
+        assert!(
+            lines[3].starts_with("mail2")
+                && lines[3].contains("down")
+                && lines[3].contains("FAILED")
+        );
+        assert!(out.contains("reason: 3 probe failures: greeting timed out"));
+        assert!(out.contains("last probe: greeting: timed out after 2s"));
     }
 
     #[test]
