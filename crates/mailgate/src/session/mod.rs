@@ -324,7 +324,13 @@ async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) 
         .rsplit_once('@')
         .map(|(_, d)| d)
         .or(ctx.table.default_domain())
-        .map(str::to_ascii_lowercase);
+        .map(|d| {
+            // The same normal form as the routing table (lowercase, punycode), so that
+            // kicks by domain and the logs agree with routing.
+            mailgate_routing::normalize::normalize_domain(d)
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|| d.to_ascii_lowercase())
+        });
     let Some(route) = ctx.table.lookup(&user) else {
         // Unknown domain: the same answer (and delay) as a wrong password.
         shared.metrics.login("none", protocol.name(), "no_route");
