@@ -42,6 +42,19 @@ impl NetProber {
 
     async fn run(&self, target: BackendTarget) -> ProbeOutcome {
         let started = Instant::now();
+        let outcome = self.conversation(&target, started).await;
+        // Every probe is timed, failed ones included: an unreachable backend shows up in
+        // the histogram as slow probes, not as missing samples.
+        self.metrics
+            .probe_duration
+            .get_or_create(&BackendLabel {
+                backend: target.backend.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn conversation(&self, target: &BackendTarget, started: Instant) -> ProbeOutcome {
         let table = self.routing.current();
         let Some(backend) = table.backend(&target.backend).cloned() else {
             return ProbeOutcome::failed(
@@ -91,17 +104,10 @@ impl NetProber {
             starttls,
         };
         let stream: BoxStream = Box::new(conn);
-        let outcome = match protocol {
+        match protocol {
             Protocol::Imap => imap_probe(stream, conv).await,
             Protocol::Pop3 => pop3_probe(stream, conv).await,
-        };
-        self.metrics
-            .probe_duration
-            .get_or_create(&BackendLabel {
-                backend: backend.name.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        outcome
+        }
     }
 }
 

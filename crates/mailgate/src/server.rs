@@ -329,7 +329,7 @@ impl Shared {
                     s.set_targets(probe_targets(&new));
                 }
                 let mut kicked = 0;
-                if report.diff.routes_moved() || !report.diff.is_empty() {
+                if !report.diff.is_empty() {
                     let window = self.admission.health.settings().kick_window;
                     kicked = self.admission.kicks.kick_where(
                         |info| old.route_changed(&new, &info.user),
