@@ -284,8 +284,15 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
     };
     let selector = match key {
         "backend" => KickSelector::Backend(value.clone()),
-        "domain" => KickSelector::Domain(value.to_ascii_lowercase()),
-        _ => KickSelector::User(value.to_ascii_lowercase()),
+        // The same normal form sessions register with (lowercase, punycode).
+        "domain" => match mailgate_routing::normalize::normalize_domain(&value) {
+            Some(d) => KickSelector::Domain(d.into_owned()),
+            None => return http::error(StatusCode::BAD_REQUEST, "domain=: not a valid domain"),
+        },
+        _ => match mailgate_routing::normalize::parse_login(&value, None) {
+            Some(login) => KickSelector::User(login.address()),
+            None => return http::error(StatusCode::BAD_REQUEST, "user=: not a valid login"),
+        },
     };
     let n = state.shared.admission.kicks.kick(&selector, window);
     if n == 0 && key == "backend" && state.shared.routing.current().backend(&value).is_none() {

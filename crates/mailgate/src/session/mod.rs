@@ -383,11 +383,12 @@ async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) 
                 LoginVerdict::Accepted(_) => {
                     shared.metrics.login(&backend.name, protocol.name(), "ok");
                     let domain = summary.domain.clone().unwrap_or_default();
-                    let slot = permit.into_session(
-                        &shared.admission.kicks,
-                        &domain,
-                        &user.to_ascii_lowercase(),
-                    );
+                    // Kicks by user compare the normalised address (as routing does).
+                    let user =
+                        mailgate_routing::normalize::parse_login(&user, ctx.table.default_domain())
+                            .map(|l| l.address())
+                            .unwrap_or_else(|| user.to_ascii_lowercase());
+                    let slot = permit.into_session(&shared.admission.kicks, &domain, &user);
                     LoginStep::Spliced(relayed, slot)
                 }
                 ref other => {
