@@ -138,7 +138,9 @@ mod tests {
         );
         let c = parse_plain(b"bob@example.org\0admin@example.com\0pw").expect("valid");
         match c {
-            Credentials::Password { authzid, authcid, .. } => {
+            Credentials::Password {
+                authzid, authcid, ..
+            } => {
                 assert_eq!(authzid.as_deref(), Some("bob@example.org"));
                 assert_eq!(authcid, "admin@example.com");
             }
