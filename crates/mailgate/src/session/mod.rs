@@ -80,7 +80,31 @@ pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: 
         let started = Instant::now();
         let _active = shared.metrics.session_opened(kind.name());
         let mut summary = Summary::default();
-        let outcome = drive(&shared, kind, tcp, peer, id, &mut summary).await;
+        // The pre-auth phase is boxed and freed once the session is spliced, so an idle
+        // spliced session keeps only the splice's small state.
+        let outcome = match Box::pin(drive(&shared, kind, tcp, peer, id, &mut summary)).await {
+            Ok(s) => {
+                let Spliceable {
+                    conn,
+                    relayed,
+                    to_client,
+                    pipelined,
+                    slot,
+                    _ip_guard,
+                } = s;
+                splice(
+                    &shared,
+                    conn,
+                    relayed,
+                    to_client,
+                    pipelined,
+                    slot,
+                    &mut summary,
+                )
+                .await
+            }
+            Err(outcome) => outcome,
+        };
         tracing::info!(
             client = %summary.client.unwrap_or(peer),
             domain = summary.domain.as_deref().unwrap_or("-"),
@@ -98,14 +122,24 @@ pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: 
     .await
 }
 
-async fn drive(
-    shared: &Arc<Shared>,
+/// Everything the splice phase needs from a session whose login the backend accepted.
+struct Spliceable<'a> {
+    conn: Conn,
+    relayed: Relayed,
+    to_client: Vec<u8>,
+    pipelined: Vec<u8>,
+    slot: crate::admission::SessionSlot,
+    _ip_guard: crate::server::IpGuard<'a>,
+}
+
+async fn drive<'a>(
+    shared: &'a Arc<Shared>,
     kind: ListenerKind,
     tcp: TcpStream,
     peer: SocketAddr,
     id: u64,
     summary: &mut Summary,
-) -> Outcome {
+) -> Result<Spliceable<'a>, Outcome> {
     let local = tcp.local_addr().unwrap_or(peer);
     crate::net::tune(&tcp);
     let limits = shared.limits();
@@ -133,11 +167,11 @@ async fn drive(
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "bad PROXY header from a trusted load balancer");
                 summary.close_detail = Some("bad_proxy_header");
-                return Outcome::IoError;
+                return Err(Outcome::IoError);
             }
             Err(_) => {
                 summary.close_detail = Some("proxy_header_timeout");
-                return Outcome::IoError;
+                return Err(Outcome::IoError);
             }
         }
     }
@@ -151,23 +185,23 @@ async fn drive(
             }
         };
         let _ = timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
-        return Outcome::PerIpLimit;
+        return Err(Outcome::PerIpLimit);
     };
     // One routing snapshot for the whole session.
     let table = shared.routing.current();
     let tls = shared.server_tls();
     let mut conn = if kind.implicit_tls() {
         let Some(tls) = tls.as_ref() else {
-            return Outcome::TlsFailed;
+            return Err(Outcome::TlsFailed);
         };
         match timeout(
             limits.tls_handshake_timeout,
-            crate::listener::accept_tls(tls, kind, tcp),
+            Box::pin(crate::listener::accept_tls(tls, kind, tcp)),
         )
         .await
         {
             Ok(Ok(c)) => c,
-            _ => return Outcome::TlsFailed,
+            _ => return Err(Outcome::TlsFailed),
         }
     } else {
         Conn::Plain(tcp)
@@ -175,7 +209,7 @@ async fn drive(
     let settings = shared.front_settings(kind, tls.is_some());
     let mut front = Front::new(kind.protocol(), &settings, conn.is_tls());
     if conn.write_all(&front.greeting()).await.is_err() {
-        return Outcome::IoError;
+        return Err(Outcome::IoError);
     }
     let deadline = Instant::now() + limits.preauth_timeout;
     let mut buf = vec![0u8; 4096];
@@ -188,29 +222,29 @@ async fn drive(
                     let _ = flush(&mut conn, &mut out).await;
                     let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;
                     summary.close_detail = Some(close_detail(reason));
-                    return Outcome::Closed(reason);
+                    return Err(Outcome::Closed(reason));
                 }
                 FrontAction::StartTls => {
                     if flush(&mut conn, &mut out).await.is_err() {
-                        return Outcome::IoError;
+                        return Err(Outcome::IoError);
                     }
                     let (Conn::Plain(tcp), Some(tls)) = (conn, tls.as_ref()) else {
-                        return Outcome::TlsFailed;
+                        return Err(Outcome::TlsFailed);
                     };
                     conn = match timeout(
                         limits.tls_handshake_timeout,
-                        crate::listener::accept_tls(tls, kind, tcp),
+                        Box::pin(crate::listener::accept_tls(tls, kind, tcp)),
                     )
                     .await
                     {
                         Ok(Ok(c)) => c,
-                        _ => return Outcome::TlsFailed,
+                        _ => return Err(Outcome::TlsFailed),
                     };
                     front.tls_started();
                 }
                 FrontAction::Login(req) => {
                     if flush(&mut conn, &mut out).await.is_err() {
-                        return Outcome::IoError;
+                        return Err(Outcome::IoError);
                     }
                     let ctx = LoginContext {
                         shared,
@@ -221,16 +255,26 @@ async fn drive(
                         id,
                         client_id: front.client_id(),
                     };
-                    match login(ctx, req, summary).await {
+                    // Boxed: the relay's futures (DNS, connect, TLS) are large and must not
+                    // enlarge the state every idle spliced session keeps.
+                    match Box::pin(login(ctx, req, summary)).await {
                         LoginStep::Spliced(relayed, guard) => {
                             let reply = front.login_result(relayed.verdict.clone());
                             let mut to_client = reply;
                             to_client.extend_from_slice(&relayed.remaining);
                             let pipelined = front.into_remaining();
-                            return splice(
-                                shared, conn, relayed, to_client, pipelined, guard, summary,
-                            )
-                            .await;
+                            // The pre-auth read buffer must not live on for the whole
+                            // spliced session: idle sessions hold no buffers.
+                            drop(buf);
+                            drop(out);
+                            return Ok(Spliceable {
+                                conn,
+                                relayed,
+                                to_client,
+                                pipelined,
+                                slot: guard,
+                                _ip_guard,
+                            });
                         }
                         LoginStep::Answer(verdict) => {
                             if matches!(
@@ -249,24 +293,24 @@ async fn drive(
             }
         }
         if flush(&mut conn, &mut out).await.is_err() {
-            return Outcome::IoError;
+            return Err(Outcome::IoError);
         }
         let read = tokio::select! {
             r = conn.read(&mut buf) => r,
             _ = sleep_until(deadline) => {
                 let _ = timeout(Duration::from_secs(2), conn.write_all(&front.timeout_bye())).await;
-                return Outcome::PreauthTimeout;
+                return Err(Outcome::PreauthTimeout);
             }
             _ = shared.shutdown.cancelled() => {
                 let _ = timeout(Duration::from_secs(2), conn.write_all(&front.shutdown_bye())).await;
                 let _ = timeout(Duration::from_secs(1), conn.shutdown()).await;
-                return Outcome::Shutdown;
+                return Err(Outcome::Shutdown);
             }
         };
         match read {
-            Ok(0) => return Outcome::ClientClosed,
+            Ok(0) => return Err(Outcome::ClientClosed),
             Ok(n) => front.feed(&buf[..n]),
-            Err(_) => return Outcome::IoError,
+            Err(_) => return Err(Outcome::IoError),
         }
     }
 }
@@ -452,4 +496,38 @@ async fn splice(
     drop(splice);
     drop(slot);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    /// Every idle spliced session keeps its task's future for hours: the pre-auth and
+    /// login states are boxed so that this stays small (docs/performance.md).
+    #[tokio::test]
+    async fn session_future_stays_small() {
+        fn size_of<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let routing =
+            "backends:\n  b:\n    host: 127.0.0.1\n    imap_port: 1\ndomains:\n  e.com: b\n";
+        std::fs::write(dir.path().join("r.yaml"), routing).expect("write");
+        let cfg = mailgate_routing::Config::parse(
+            "listen:\n  imap: 127.0.0.1:0\nrouting_file: r.yaml\n",
+            &dir.path().join("m.yaml"),
+        )
+        .expect("config");
+        let loaded = mailgate_routing::RoutingTable::load(&cfg.routing_file).expect("routing");
+        let shared =
+            crate::server::Shared::new(cfg, Arc::new(mailgate_routing::Routing::new(loaded)), None);
+        let fut = super::run(shared, crate::listener::ListenerKind::Imap, tcp, addr);
+        let size = size_of(&fut);
+        assert!(size <= 3072, "session future grew to {size} bytes");
+    }
 }
