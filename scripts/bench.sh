@@ -6,14 +6,14 @@
 #   (b) bytes:  FETCH of a large message, direct vs through mailgate (MB/s)
 #   (c) idle:   RSS of mailgate with 0 and N idle spliced IMAP IDLE sessions, plain and
 #               implicit TLS -> KiB per session (the fake backend's own figure as reference)
-#   (d) routing: HOOK for the 1M-domain routing file (off by default, BENCH_ROUTING_1M=1)
+#   (d) routing: 1M-domain routing file: parse+validate, peak RSS, lookup ns/op vs HashMap
 #
 # Loopback only; every loop is bounded. Load generator, mailgate and fake backend run as
 # separate processes (each process here is capped at 20,000 open files).
 # Raw JSON lines go to target/bench/results.jsonl; a table is printed at the end.
 # Knobs (environment): BENCH_DURATION (10s), BENCH_CONCURRENCY (50), BENCH_IDLE_SESSIONS
 # (8000), BENCH_MESSAGE_SIZE (1048576), BENCH_PORT_BASE (21000), BENCH_SKIP_BUILD (unset),
-# BENCH_ONLY (e.g. "logins bytes idle"), BENCH_ROUTING_1M (unset).
+# BENCH_ONLY (e.g. "logins bytes idle routing"), BENCH_ROUTING_DOMAINS (1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ CONCURRENCY=${BENCH_CONCURRENCY:-50}
 IDLE_N=${BENCH_IDLE_SESSIONS:-8000}
 MSG_SIZE=${BENCH_MESSAGE_SIZE:-1048576}
 BASE=${BENCH_PORT_BASE:-21000}
-ONLY=${BENCH_ONLY:-logins bytes idle}
+ONLY=${BENCH_ONLY:-logins bytes idle routing}
 FAKE_IMAP=$((BASE + 143)); FAKE_BIG=$((BASE + 144)); FAKE_POP3=$((BASE + 110))
 MG_IMAP=$((BASE + 243)); MG_IMAPS=$((BASE + 993)); MG_ADMIN=$((BASE + 944))
 
@@ -254,12 +254,12 @@ bench_idle() {
     done
 }
 
-# (d) routing: HOOK for the routing engineer's 1M-domain measurement ------------------------
-# TODO(routing): generate a 1M-domain routing file (mailgate-routing's gen_routing example),
-# point write_config at it, and measure mailgate's startup-to-ready time, RSS, and login
-# throughput against bench_logins' numbers. Runs only with BENCH_ROUTING_1M=1.
-bench_routing_1m() {
-    log "routing 1M: hook not implemented yet (see scripts/bench.sh)"
+# (d) routing: a 1,000,000-domain routing file: parse+validate time, peak RSS, lookup ns/op
+# against a plain HashMap lookup of the same keys in the same run (mailgate-routing's bench).
+bench_routing() {
+    log "routing: 1,000,000 domains (cargo bench -p mailgate-routing --bench routing)"
+    MAILGATE_BENCH_DOMAINS=${BENCH_ROUTING_DOMAINS:-1000000} \
+        cargo bench -q -p mailgate-routing --bench routing 2>&1 | tee "$OUT/routing.txt" | grep -E '^(routing|lookup|diff)' >&2 || true
 }
 
 # --- run ---------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ case " $ONLY " in *" logins "*) bench_logins ;; esac
 case " $ONLY " in *" bytes "*) bench_bytes ;; esac
 [ "$MG_OK" = 1 ] && stop "$MG_PID"
 case " $ONLY " in *" idle "*) bench_idle ;; esac
-[ -n "${BENCH_ROUTING_1M:-}" ] && bench_routing_1m
+case " $ONLY " in *" routing "*) bench_routing ;; esac
 
 python3 - "$RESULTS" <<'EOF'
 import json, sys
