@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mailgate::listener::ListenerKind;
 use mailgate::server::{Listeners, Shared, serve};
 use mailgate_routing::{Config, Routing, RoutingTable};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -25,54 +25,14 @@ fn write_cert(dir: &Path, cn: &str) -> Vec<u8> {
     cert.der().to_vec()
 }
 
-#[derive(Debug)]
-struct AcceptAny;
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        mailgate::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Handshake with `alpn` and return the certificate the server presented and the greeting.
 async fn handshake(
     addr: std::net::SocketAddr,
     alpn: &[&[u8]],
 ) -> std::io::Result<(Vec<u8>, String)> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(mailgate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_no_client_auth();
+    // mailgate's own "tls_verify: false" client configuration: accepts any certificate.
+    let mut cfg =
+        (*mailgate::tls::backend_client_config(None, false).expect("client config")).clone();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await?;
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
