@@ -40,6 +40,10 @@ pub struct Config {
     /// Text of the greeting after `* OK` / `+OK` (default: a neutral text, no version).
     #[serde(default)]
     pub greeting: Option<String>,
+    /// Advertise and pass through XOAUTH2 / OAUTHBEARER (the user is taken from the token,
+    /// the token is replayed unchanged). Enable only when every backend accepts them.
+    #[serde(default)]
+    pub oauth: bool,
     /// The file this was loaded from.
     #[serde(skip)]
     pub source: PathBuf,

@@ -298,6 +298,7 @@ impl Shared {
                 .greeting
                 .clone()
                 .unwrap_or_else(|| "mailgate ready.".into()),
+            oauth: self.config.oauth,
         }
     }
 

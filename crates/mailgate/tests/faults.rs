@@ -74,12 +74,17 @@ impl Proxy {
     /// mappings (indented by four spaces) merged into the config; `tls` adds a server
     /// certificate (STARTTLS on the plaintext listeners).
     async fn start(backends: &[Back<'_>], health: &str, limits: &str, tls: bool) -> Proxy {
-        Proxy::start_full(backends, health, limits, tls, "").await
+        Proxy::start_full(backends, health, limits, tls, "", "").await
+    }
+
+    /// [`Proxy::start`] with defaults and extra top-level `mailgate.yaml` keys.
+    async fn start_with_config_extra(backends: &[Back<'_>], config_extra: &str) -> Proxy {
+        Proxy::start_full(backends, "", "", false, "", config_extra).await
     }
 
     /// [`Proxy::start`] with default health and limits and extra top-level routing YAML.
     async fn start_with_routing_extra(backends: &[Back<'_>], routing_extra: &str) -> Proxy {
-        Proxy::start_full(backends, "", "", false, routing_extra).await
+        Proxy::start_full(backends, "", "", false, routing_extra, "").await
     }
 
     async fn start_full(
@@ -88,6 +93,7 @@ impl Proxy {
         limits: &str,
         tls: bool,
         routing_extra: &str,
+        config_extra: &str,
     ) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("probe.secret"), "secret").expect("write");
@@ -124,7 +130,7 @@ impl Proxy {
         let config = format!(
             "listen:\n  imap: 127.0.0.1:0\n  pop3: 127.0.0.1:0\n{tls_yaml}routing_file: routing.yaml\n\
              health:\n    interval: 60s\n{health}\nlimits:\n    auth_failure_delay: 0s\n    \
-             max_sessions_per_ip: 0\n{limits}\nshutdown_grace: 1s\n"
+             max_sessions_per_ip: 0\n{limits}\nshutdown_grace: 1s\n{config_extra}"
         );
         let config_path = dir.path().join("mailgate.yaml");
         let config = Config::parse(&dedup_keys(&config), &config_path)
@@ -734,5 +740,73 @@ async fn kick_by_domain_finds_sessions_that_logged_in_without_a_domain() {
         "the session of a bare login is not found by its domain"
     );
     assert!(c.read_to_end(CAP).await.is_some(), "kicked session closed");
+    proxy.stop().await;
+}
+
+// --- OAuth pass-through -------------------------------------------------------------------
+
+/// With `oauth: true`, XOAUTH2 is advertised; the login routes on the token's user (not on
+/// anything else the client says) and the token reaches the backend unchanged. Without it,
+/// the mechanism is neither advertised nor accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xoauth2_routes_on_the_token_user_and_replays_the_token() {
+    use base64::Engine as _;
+    let a = FakeBackend::spawn(FakeConfig::imap("a"))
+        .await
+        .expect("spawn");
+    let b = FakeBackend::spawn(FakeConfig::imap("b"))
+        .await
+        .expect("spawn");
+    let backs = [Back::imap("a", &a, "a.test"), Back::imap("b", &b, "b.test")];
+    let token = |user: &str, bearer: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("user={user}\u{1}auth=Bearer {bearer}\u{1}\u{1}"))
+    };
+
+    let proxy = Proxy::start_with_config_extra(&backs, "oauth: true\n").await;
+    let mut c = Client::connect(proxy.imap).await;
+    c.send("c1 CAPABILITY").await;
+    let caps = c.line().await;
+    assert!(caps.contains("AUTH=XOAUTH2"), "{caps}");
+    assert!(c.line().await.starts_with("c1 OK"));
+    let reply = c
+        .imap(
+            "x1",
+            &format!("AUTHENTICATE XOAUTH2 {}", token("carol@b.test", "secret")),
+        )
+        .await;
+    assert!(reply.starts_with("x1 OK"), "{reply}");
+    assert_eq!(b.logged_in_users(), vec!["carol@b.test".to_string()]);
+    assert!(
+        a.logged_in_users().is_empty(),
+        "routed to the wrong backend"
+    );
+    // A wrong token is the backend's NO, passed on.
+    let mut c2 = Client::connect(proxy.imap).await;
+    let reply = c2
+        .imap(
+            "x2",
+            &format!("AUTHENTICATE XOAUTH2 {}", token("dave@a.test", "expired")),
+        )
+        .await;
+    assert!(reply.starts_with("x2 NO"), "{reply}");
+    proxy.stop().await;
+
+    let proxy = Proxy::start_with_config_extra(&backs, "").await;
+    let mut c = Client::connect(proxy.imap).await;
+    c.send("c1 CAPABILITY").await;
+    let caps = c.line().await;
+    assert!(!caps.contains("XOAUTH2"), "{caps}");
+    assert!(c.line().await.starts_with("c1 OK"));
+    let reply = c
+        .imap(
+            "x1",
+            &format!("AUTHENTICATE XOAUTH2 {}", token("carol@b.test", "secret")),
+        )
+        .await;
+    assert!(
+        reply.starts_with("x1 NO") || reply.starts_with("x1 BAD"),
+        "{reply}"
+    );
     proxy.stop().await;
 }

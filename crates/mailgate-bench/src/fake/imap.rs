@@ -6,7 +6,7 @@ use std::io;
 use super::conn::{Conn, LoginFate, decode_b64, decode_plain};
 use super::{FaultMode, push_bounded};
 
-const PRE_CAPS: &str = "IMAP4rev1 SASL-IR ID AUTH=PLAIN AUTH=LOGIN";
+const PRE_CAPS: &str = "IMAP4rev1 SASL-IR ID AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2";
 const POST_CAPS: &str = "IMAP4rev1 IDLE ID SASL-IR UIDPLUS NAMESPACE";
 /// Longest literal a fake accepts inside a command.
 const MAX_LITERAL: usize = 64 * 1024;
@@ -262,7 +262,8 @@ fn id(conn: &Conn, tag: &str, args: &[Tok]) -> String {
     )
 }
 
-/// AUTHENTICATE PLAIN (SASL-IR or continuation) and LOGIN; `None` when cancelled/malformed.
+/// AUTHENTICATE PLAIN (SASL-IR or continuation), LOGIN and XOAUTH2 (the bearer token is
+/// checked like a password); `None` when cancelled/malformed.
 async fn authenticate(conn: &mut Conn, args: &[Tok]) -> io::Result<Option<(String, String)>> {
     let mech = args.first().map(|t| t.text().to_ascii_uppercase());
     let ir = args.get(1).map(|t| t.text().to_owned());
@@ -289,8 +290,32 @@ async fn authenticate(conn: &mut Conn, args: &[Tok]) -> io::Result<Option<(Strin
             let p = conn.read_line().await?.unwrap_or_default();
             Ok(decode_b64(&u).zip(decode_b64(&p)))
         }
+        Some("XOAUTH2") => {
+            let resp = match ir {
+                Some(r) => r,
+                None => {
+                    conn.send(b"+ \r\n").await?;
+                    conn.read_line().await?.unwrap_or_default()
+                }
+            };
+            Ok(decode_b64(&resp).and_then(|s| xoauth2(&s)))
+        }
         _ => Ok(None),
     }
+}
+
+/// `user=U^Aauth=Bearer T^A^A` → (U, T).
+fn xoauth2(decoded: &str) -> Option<(String, String)> {
+    let mut user = None;
+    let mut token = None;
+    for field in decoded.split('\u{1}') {
+        if let Some(u) = field.strip_prefix("user=") {
+            user = Some(u.to_string());
+        } else if let Some(t) = field.strip_prefix("auth=Bearer ") {
+            token = Some(t.to_string());
+        }
+    }
+    user.zip(token)
 }
 
 /// FETCH / UID FETCH of message 1: the body for BODY[]/RFC822 items, else FLAGS.

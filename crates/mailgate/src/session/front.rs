@@ -18,6 +18,8 @@ pub struct FrontSettings {
     pub require_tls_for_login: bool,
     /// Greeting text.
     pub greeting: String,
+    /// Advertise and accept XOAUTH2 / OAUTHBEARER.
+    pub oauth: bool,
 }
 
 /// The client-facing engine of one session.
@@ -47,7 +49,7 @@ impl Front {
                     limits: s.limits.clone(),
                     tls_available: s.tls_available,
                     require_tls_for_login: s.require_tls_for_login,
-                    oauth: false,
+                    oauth: s.oauth,
                     greeting_text: s.greeting.clone(),
                 },
                 tls_active,
@@ -57,7 +59,7 @@ impl Front {
                     limits: s.limits.clone(),
                     tls_available: s.tls_available,
                     require_tls_for_login: s.require_tls_for_login,
-                    oauth: false,
+                    oauth: s.oauth,
                     greeting_text: s.greeting.clone(),
                 },
                 tls_active,
