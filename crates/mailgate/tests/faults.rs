@@ -810,3 +810,81 @@ async fn xoauth2_routes_on_the_token_user_and_replays_the_token() {
     );
     proxy.stop().await;
 }
+
+// --- fallback and IPv6 --------------------------------------------------------------------
+
+/// A backend with `fallback:` sends logins to the fallback (a replica) while it does not
+/// admit, and to itself again once it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_backend_takes_logins_while_the_primary_does_not_admit() {
+    let primary = FakeBackend::spawn(FakeConfig::imap("primary"))
+        .await
+        .expect("spawn");
+    let replica = FakeBackend::spawn(FakeConfig::imap("replica"))
+        .await
+        .expect("spawn");
+    let backs = [
+        Back::imap("primary", &primary, "d.test").with("fallback: replica"),
+        Back::imap("replica", &replica, "replica.test"),
+    ];
+    let proxy = Proxy::start(&backs, "", "", false).await;
+    assert!(proxy.shared.admission.health.drain("primary"));
+    let mut c = Client::connect(proxy.imap).await;
+    assert!(c.imap_login("a1", "u@d.test").await.starts_with("a1 OK"));
+    assert_eq!(replica.logged_in_users(), vec!["u@d.test".to_string()]);
+    assert!(primary.logged_in_users().is_empty());
+    assert!(proxy.shared.admission.health.undrain("primary"));
+    let mut c2 = Client::connect(proxy.imap).await;
+    assert!(c2.imap_login("a2", "v@d.test").await.starts_with("a2 OK"));
+    assert_eq!(primary.logged_in_users(), vec!["v@d.test".to_string()]);
+    proxy.stop().await;
+}
+
+/// Listeners and backends over IPv6; the client's IPv6 address is forwarded in ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listener_and_backend() {
+    let f = FakeBackend::spawn(FakeConfig {
+        bind: "[::1]:0".parse().expect("addr"),
+        ..FakeConfig::imap("v6")
+    })
+    .await
+    .expect("spawn on ::1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let routing = format!(
+        "backends:\n  v6:\n    host: \"::1\"\n    imap_port: {}\ndomains:\n  d.test: v6\n",
+        f.addr.port()
+    );
+    std::fs::write(dir.path().join("routing.yaml"), &routing).expect("write");
+    let config = Config::parse(
+        "listen:\n  imap: \"[::1]:0\"\nrouting_file: routing.yaml\nlimits:\n  auth_failure_delay: 0s\n\
+         shutdown_grace: 1s\n",
+        &dir.path().join("mailgate.yaml"),
+    )
+    .expect("config");
+    let loaded = RoutingTable::load(&config.routing_file).expect("routing");
+    let listener = mailgate::listener::bind("[::1]:0".parse().expect("addr")).expect("bind ::1");
+    let addr = listener.local_addr().expect("addr");
+    let shared = Shared::new(config, Arc::new(Routing::new(loaded)), None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(
+        shared,
+        Listeners {
+            public: vec![(ListenerKind::Imap, listener)],
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut c = Client::connect(addr).await;
+    assert!(c.imap_login("a1", "u@d.test").await.starts_with("a1 OK"));
+    let ids = f.client_ids();
+    let forwarded = ids
+        .iter()
+        .flatten()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-originating-ip"))
+        .map(|(_, v)| v.clone());
+    assert_eq!(forwarded.as_deref(), Some("::1"));
+    drop(c);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
