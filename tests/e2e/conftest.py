@@ -171,15 +171,25 @@ def mailgate_factory(request, work_dir: Path, backends, pki: Pki, probe_secret_f
         token.chmod(0o600)
 
     def make(config: dict | None = None, routing: dict | None = None, start: bool = True) -> Mailgate:
-        ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s", "admin")}
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
-        directory = work_dir / "mailgate" / f"{safe}-{len(made)}"
-        cfg = merge(default_config(ports, pki, token), config or {})
-        rt = merge(default_routing(backends, probe_secret_file), routing or {})
-        mg = Mailgate(directory, cfg, rt, {k: v for k, v in ports.items()
-                                           if k in cfg.get("listen", {})})
-        made.append(mg)
-        return mg.start() if start else mg
+        # free_port() releases the port before mailgate binds it; on a busy machine another
+        # socket can take it in between. Only that race ("cannot bind") is retried.
+        for attempt in range(3):
+            ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s", "admin")}
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+            directory = work_dir / "mailgate" / f"{safe}-{len(made)}"
+            cfg = merge(default_config(ports, pki, token), config or {})
+            rt = merge(default_routing(backends, probe_secret_file), routing or {})
+            mg = Mailgate(directory, cfg, rt, {k: v for k, v in ports.items()
+                                               if k in cfg.get("listen", {})})
+            made.append(mg)
+            if not start:
+                return mg
+            try:
+                return mg.start()
+            except RuntimeError as e:
+                if "cannot bind" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     yield make
     for mg in made:
