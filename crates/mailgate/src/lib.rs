@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod client_limits;
 pub mod commands;
 pub mod conn;
 pub mod listener;

@@ -1,14 +1,12 @@
 //! The running proxy: shared state, listeners, reload, and the shutdown sequence
 //! (stop accepting → BYE to pre-auth sessions → grace for spliced ones → force close).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use dashmap::DashMap;
 use mailgate_health::{
     BackendSpec, BackendTarget, HealthSettings, HealthView, KickReason, KickRegistry,
     ProbeScheduler,
@@ -20,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::client_limits::{AuthFailures, PerIp};
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::prober::NetProber;
@@ -46,119 +45,6 @@ pub struct RuntimeLimits {
     pub auth_failure_delay: Duration,
     /// Concurrent sessions per client IP (0 = unlimited).
     pub max_sessions_per_ip: u32,
-}
-
-/// Counts concurrent sessions per client IP.
-#[derive(Debug)]
-pub struct PerIp {
-    max: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// One counted session of an IP; released on drop.
-#[derive(Debug)]
-pub struct IpGuard<'a> {
-    owner: &'a PerIp,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn new(max: u32) -> Self {
-        PerIp {
-            max,
-            counts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
-        match self.counts.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Count a session of `ip`, or `None` when it is at its limit.
-    pub fn acquire(&self, ip: IpAddr) -> Option<IpGuard<'_>> {
-        let ip = ip.to_canonical();
-        let mut counts = self.lock();
-        let n = counts.entry(ip).or_insert(0);
-        if self.max != 0 && *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(IpGuard { owner: self, ip })
-    }
-}
-
-impl Drop for IpGuard<'_> {
-    fn drop(&mut self) {
-        let mut counts = self.owner.lock();
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Failed logins per client IP within a window, for back-off (`max_auth_failures_per_ip`).
-#[derive(Debug)]
-pub struct AuthFailures {
-    max: u32,
-    window: Duration,
-    base_delay: Duration,
-    map: DashMap<IpAddr, (u32, tokio::time::Instant)>,
-}
-
-/// Longest back-off before a login from an address with many failures is processed.
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
-
-impl AuthFailures {
-    fn new(max: u32, window: Duration, base_delay: Duration) -> Self {
-        AuthFailures {
-            max,
-            window,
-            base_delay,
-            map: DashMap::new(),
-        }
-    }
-
-    /// Count a failed login of `ip`.
-    pub fn record(&self, ip: IpAddr) {
-        if self.max == 0 {
-            return;
-        }
-        let now = tokio::time::Instant::now();
-        let mut e = self.map.entry(ip.to_canonical()).or_insert((0, now));
-        if now.duration_since(e.1) > self.window {
-            *e = (0, now);
-        }
-        e.0 = e.0.saturating_add(1);
-    }
-
-    /// How long to hold a new login of `ip` before processing it: zero below the limit,
-    /// then doubling per further failure, at most 15 s.
-    pub fn backoff(&self, ip: IpAddr) -> Duration {
-        if self.max == 0 {
-            return Duration::ZERO;
-        }
-        let Some(e) = self.map.get(&ip.to_canonical()) else {
-            return Duration::ZERO;
-        };
-        if e.1.elapsed() > self.window || e.0 < self.max {
-            return Duration::ZERO;
-        }
-        let excess = (e.0 - self.max).min(8);
-        let base = self.base_delay.max(Duration::from_millis(250));
-        (base * 2u32.pow(excess)).min(MAX_BACKOFF)
-    }
-
-    /// Forget windows that ended (called periodically: keys are created by traffic).
-    pub fn prune(&self) {
-        let window = self.window;
-        self.map.retain(|_, (_, start)| start.elapsed() <= window);
-    }
 }
 
 /// State shared by every session and background task.

@@ -3,6 +3,8 @@
 //! where sockets meet the protocol engines.
 
 mod front;
+mod login;
+mod spliced;
 
 pub use front::{Front, FrontSettings};
 
@@ -10,10 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_proto::{
-    ClientAddr, CloseReason, ForwardInfo, FrontAction, LoginRequest, LoginVerdict,
-};
-use mailgate_routing::RoutingTable;
+use mailgate_proto::{CloseReason, FrontAction, LoginVerdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -22,8 +21,10 @@ use tracing::Instrument;
 use crate::conn::Conn;
 use crate::listener::ListenerKind;
 use crate::server::Shared;
-use crate::splice::{Splice, SpliceEnd};
-use crate::upstream::{RelayRequest, RelayTimeouts, Relayed};
+use crate::upstream::Relayed;
+
+use login::{LoginContext, LoginStep, login};
+use spliced::splice;
 
 /// What the session log line reports as its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +130,7 @@ struct Spliceable<'a> {
     to_client: Vec<u8>,
     pipelined: Vec<u8>,
     slot: crate::admission::SessionSlot,
-    _ip_guard: crate::server::IpGuard<'a>,
+    _ip_guard: crate::client_limits::IpGuard<'a>,
 }
 
 async fn drive<'a>(
@@ -332,170 +333,6 @@ async fn flush(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Result<()> {
         out.clear();
     }
     conn.flush().await
-}
-
-struct LoginContext<'a> {
-    shared: &'a Arc<Shared>,
-    table: &'a RoutingTable,
-    kind: ListenerKind,
-    peer: SocketAddr,
-    local: SocketAddr,
-    id: u64,
-    client_id: Vec<(String, Option<String>)>,
-}
-
-enum LoginStep {
-    /// The backend accepted: splice.
-    Spliced(Relayed, crate::admission::SessionSlot),
-    /// Answer the client and stay in pre-auth.
-    Answer(LoginVerdict),
-}
-
-async fn login(ctx: LoginContext<'_>, req: LoginRequest, summary: &mut Summary) -> LoginStep {
-    let shared = ctx.shared;
-    let protocol = ctx.kind.protocol();
-    let backoff = shared.auth_failures.backoff(ctx.peer.ip());
-    if !backoff.is_zero() {
-        tracing::debug!(
-            backoff_ms = backoff.as_millis() as u64,
-            "login held back: many failed logins from this address"
-        );
-        sleep(backoff).await;
-    }
-    let user = req.routing_user().to_string();
-    // A login without `@` is routed by `default_domain`: register that domain for kicks.
-    summary.domain = user
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .or(ctx.table.default_domain())
-        .map(|d| {
-            // The same normal form as the routing table (lowercase, punycode), so that
-            // kicks by domain and the logs agree with routing.
-            mailgate_routing::normalize::normalize_domain(d)
-                .map(|c| c.into_owned())
-                .unwrap_or_else(|| d.to_ascii_lowercase())
-        });
-    let Some(route) = ctx.table.lookup(&user) else {
-        // Unknown domain: the same answer (and delay) as a wrong password.
-        shared.metrics.login("none", protocol.name(), "no_route");
-        return LoginStep::Answer(LoginVerdict::AuthFailed);
-    };
-    let backend = route.backend.clone();
-    summary.backend = Some(backend.name.clone());
-    let permit = match shared.admission.admit(ctx.table, &backend, protocol) {
-        Ok(p) => p,
-        Err(reason) => {
-            tracing::info!(backend = %backend.name, reason = reason.as_str(), "login refused: backend not admitting");
-            shared
-                .metrics
-                .login(&backend.name, protocol.name(), "unavailable");
-            return LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)));
-        }
-    };
-    let backend = permit.backend().clone();
-    summary.backend = Some(backend.name.clone());
-    let limits = shared.limits();
-    let forward = ForwardInfo {
-        client: ClientAddr {
-            ip: ctx.peer.ip().to_canonical().to_string(),
-            port: ctx.peer.port(),
-        },
-        connected: ClientAddr {
-            ip: ctx.local.ip().to_canonical().to_string(),
-            port: ctx.local.port(),
-        },
-        session_id: format!("mg-{:x}", ctx.id),
-        client_id: ctx.client_id,
-    };
-    let request = RelayRequest {
-        backend: &backend,
-        protocol,
-        forward,
-        client_addr: ctx.peer,
-        local_addr: ctx.local,
-        timeouts: RelayTimeouts {
-            connect: limits.backend_connect_timeout,
-            greeting: limits.backend_greeting_timeout,
-            login: limits.backend_login_timeout,
-        },
-        limits: shared.proto_limits(),
-    };
-    match shared.upstream.relay(request, req).await {
-        Ok(relayed) => {
-            permit.report_verdict(relayed.latency);
-            match relayed.verdict {
-                LoginVerdict::Accepted(_) => {
-                    shared.metrics.login(&backend.name, protocol.name(), "ok");
-                    let domain = summary.domain.clone().unwrap_or_default();
-                    // Kicks by user compare the normalised address (as routing does).
-                    let user =
-                        mailgate_routing::normalize::parse_login(&user, ctx.table.default_domain())
-                            .map(|l| l.address())
-                            .unwrap_or_else(|| user.to_ascii_lowercase());
-                    let slot = permit.into_session(&shared.admission.kicks, &domain, &user);
-                    LoginStep::Spliced(relayed, slot)
-                }
-                ref other => {
-                    shared
-                        .metrics
-                        .login(&backend.name, protocol.name(), "rejected");
-                    LoginStep::Answer(other.clone())
-                }
-            }
-        }
-        Err(err) => {
-            tracing::warn!(backend = %backend.name, error = %err, kind = err.kind(), "login relay failed");
-            shared
-                .metrics
-                .login(&backend.name, protocol.name(), "unavailable");
-            permit.report_failure(&err);
-            LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)))
-        }
-    }
-}
-
-fn unavailable_message(backend: &mailgate_routing::Backend) -> String {
-    backend
-        .unavailable_message
-        .clone()
-        .unwrap_or_else(|| "Mail server temporarily unavailable, please try again later".into())
-}
-
-async fn splice(
-    shared: &Arc<Shared>,
-    client: Conn,
-    relayed: Relayed,
-    to_client: Vec<u8>,
-    to_backend: Vec<u8>,
-    slot: crate::admission::SessionSlot,
-    summary: &mut Summary,
-) -> Outcome {
-    let idle = shared.limits().idle_timeout;
-    let mut splice = Splice::new(client, relayed.conn, to_backend, to_client, idle)
-        .with_activity(slot.activity());
-    let outcome = tokio::select! {
-        end = &mut splice => match end {
-            SpliceEnd::Closed => Outcome::Spliced,
-            SpliceEnd::Idle => Outcome::SpliceIdle,
-            SpliceEnd::Error(_) => Outcome::SpliceError,
-        },
-        _ = shared.force.cancelled() => Outcome::Shutdown,
-        request = slot.kicked() => {
-            summary.close_detail = Some(request.reason.as_str());
-            shared.metrics.kicks.inc();
-            Outcome::Kicked
-        }
-    };
-    summary.bytes_up = splice.bytes_up();
-    summary.bytes_down = splice.bytes_down();
-    if let Some(backend) = &summary.backend {
-        shared
-            .metrics
-            .add_bytes(backend, summary.bytes_up, summary.bytes_down);
-    }
-    drop(splice);
-    drop(slot);
-    outcome
 }
 
 #[cfg(test)]
