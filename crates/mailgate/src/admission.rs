@@ -85,9 +85,16 @@ impl Permit {
     }
 
     /// The backend gave a verdict after `latency` (passive latency signal).
-    pub fn report_verdict(&self, latency: Duration) {
-        self.health
-            .report(&self.backend.name, PassiveSignal::LoginLatency(latency));
+    ///
+    /// Every verdict is timed in `backend_login_duration_seconds`; only accepted logins
+    /// feed the health latency window, because a refused password carries the backend's
+    /// deliberate failure delay (Dovecot: 2 s) and password guessing must not make a
+    /// healthy backend look slow.
+    pub fn report_verdict(&self, latency: Duration, accepted: bool) {
+        if accepted {
+            self.health
+                .report(&self.backend.name, PassiveSignal::LoginLatency(latency));
+        }
         self.metrics
             .login_duration
             .get_or_create(&BackendProtocol {

@@ -335,3 +335,45 @@ async fn fallback_backend_takes_logins_while_the_primary_does_not_admit() {
     assert_eq!(primary.logged_in_users(), vec!["v@d.test".to_string()]);
     proxy.stop().await;
 }
+
+// --- password guessing ----------------------------------------------------------------------
+
+/// Refused passwords carry the backend's deliberate failure delay; a client guessing
+/// passwords must not make a healthy backend look slow (degraded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_passwords_do_not_make_a_backend_degraded() {
+    let f = FakeBackend::spawn(FakeConfig {
+        auth_failure_delay: Duration::from_millis(1500),
+        ..FakeConfig::imap("b")
+    })
+    .await
+    .expect("spawn");
+    let proxy = Proxy::start(&[Back::imap("b", &f, "d.test")], "", "", false).await;
+    let mut guesses = Vec::new();
+    for i in 0..6 {
+        let addr = proxy.imap;
+        guesses.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            c.imap("g1", &format!("LOGIN u{i}@d.test wrong")).await
+        }));
+    }
+    for g in guesses {
+        assert!(g.await.expect("guess").starts_with("g1 NO"));
+    }
+    assert_eq!(
+        proxy.status("b").state,
+        HealthState::Up,
+        "{:?}",
+        proxy.status("b")
+    );
+    // Successful logins are still sampled (the median needs `latency_min_samples`).
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(proxy.imap).await;
+        assert!(c.imap_login("a1", "u@d.test").await.starts_with("a1 OK"));
+        sessions.push(c);
+    }
+    let latency = proxy.status("b").latency.expect("sampled");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    proxy.stop().await;
+}

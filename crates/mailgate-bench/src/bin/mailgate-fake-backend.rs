@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             message_size: args.message_size,
             xclient: !args.no_xclient,
             password: "secret".to_owned(),
+            auth_failure_delay: std::time::Duration::ZERO,
         };
         let fake = FakeBackend::spawn(config)
             .await

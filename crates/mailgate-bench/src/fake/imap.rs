@@ -162,7 +162,9 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                     return Ok(());
                 }
                 match args {
-                    [u, p] => verdict(conn, &mut s, &tag, u.text(), p.text()),
+                    [u, p] => {
+                        refused_later(conn, verdict(conn, &mut s, &tag, u.text(), p.text())).await
+                    }
                     _ => format!("{tag} BAD LOGIN needs user and password\r\n"),
                 }
             }
@@ -171,7 +173,7 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                     return Ok(());
                 }
                 match authenticate(conn, args).await? {
-                    Some((u, p)) => verdict(conn, &mut s, &tag, &u, &p),
+                    Some((u, p)) => refused_later(conn, verdict(conn, &mut s, &tag, &u, &p)).await,
                     None => format!("{tag} BAD Authentication cancelled or malformed\r\n"),
                 }
             }
@@ -223,6 +225,14 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
         conn.send(reply.as_bytes()).await?;
     }
     Ok(())
+}
+
+/// Hold a refused login's answer for `auth_failure_delay`, like Dovecot does.
+async fn refused_later(conn: &Conn, reply: String) -> String {
+    if reply.contains(" NO ") && !conn.shared.auth_failure_delay.is_zero() {
+        tokio::time::sleep(conn.shared.auth_failure_delay).await;
+    }
+    reply
 }
 
 fn verdict(conn: &Conn, s: &mut Session, tag: &str, user: &str, pass: &str) -> String {

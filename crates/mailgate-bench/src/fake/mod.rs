@@ -126,6 +126,8 @@ pub struct FakeConfig {
     pub xclient: bool,
     /// The password accepted for any user.
     pub password: String,
+    /// IMAP: delay before answering a refused login (Dovecot's `auth_failure_delay`).
+    pub auth_failure_delay: Duration,
 }
 
 impl FakeConfig {
@@ -139,6 +141,7 @@ impl FakeConfig {
             message_size: 1024,
             xclient: true,
             password: "secret".to_owned(),
+            auth_failure_delay: Duration::ZERO,
         }
     }
 
@@ -204,6 +207,7 @@ struct Shared {
     protocol: Protocol,
     name: String,
     password: String,
+    auth_failure_delay: Duration,
     xclient: bool,
     message: Arc<[u8]>,
     mode: Mutex<(FaultMode, Instant)>,
@@ -295,6 +299,7 @@ impl FakeBackend {
             message: make_message(&config.name, config.message_size),
             name: config.name,
             password: config.password,
+            auth_failure_delay: config.auth_failure_delay,
             xclient: config.xclient,
             mode: Mutex::new((config.mode, Instant::now())),
             counters: Counters::default(),

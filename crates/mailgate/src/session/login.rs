@@ -106,7 +106,8 @@ pub(super) async fn login(
     };
     match shared.upstream.relay(request, req).await {
         Ok(relayed) => {
-            permit.report_verdict(relayed.latency);
+            let accepted = matches!(relayed.verdict, LoginVerdict::Accepted(_));
+            permit.report_verdict(relayed.latency, accepted);
             match relayed.verdict {
                 LoginVerdict::Accepted(_) => {
                     shared.metrics.login(&backend.name, protocol.name(), "ok");
