@@ -13,8 +13,9 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
-use mailgate_proto::imap::{ImapUpstream, ImapUpstreamConfig};
-use mailgate_proto::pop3::{Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::UpstreamConfig;
+use mailgate_proto::imap::ImapUpstream;
+use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict, Secret, UpstreamAction};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -286,7 +287,7 @@ async fn imap_login(
     starttls: Option<TlsUpgrade>,
     account: &ProbeAccount,
 ) -> Result<(), ProbeError> {
-    let config = ImapUpstreamConfig {
+    let config = UpstreamConfig {
         limits: Limits::default(),
         starttls: starttls.is_some(),
         forward: None,
@@ -304,7 +305,7 @@ async fn pop3_login(
     starttls: Option<TlsUpgrade>,
     account: &ProbeAccount,
 ) -> Result<(), ProbeError> {
-    let config = Pop3UpstreamConfig {
+    let config = UpstreamConfig {
         limits: Limits::default(),
         starttls: starttls.is_some(),
         forward: None,

@@ -174,7 +174,7 @@ impl BackendHealth {
 
     /// Stop counting a protocol that is no longer probed (its backend no longer serves it).
     pub fn forget_protocol(&mut self, protocol: Protocol) {
-        self.probes[protocol.index()] = ProbeCounters::default();
+        self.probes[crate::settings::protocol_index(protocol)] = ProbeCounters::default();
     }
 
     /// The share of logins to admit at `now`: 1.0 normally, ramping from
@@ -237,7 +237,7 @@ impl BackendHealth {
         latency: Duration,
         now: Instant,
     ) -> Option<Transition> {
-        let c = &mut self.probes[protocol.index()];
+        let c = &mut self.probes[crate::settings::protocol_index(protocol)];
         c.probed = true;
         c.failures = 0;
         c.successes = c.successes.saturating_add(1);
@@ -253,7 +253,7 @@ impl BackendHealth {
         }
         let probed: Vec<&str> = PROTOCOLS
             .iter()
-            .filter(|p| self.probes[p.index()].probed)
+            .filter(|p| self.probes[crate::settings::protocol_index(**p)].probed)
             .map(|p| p.as_str())
             .collect();
         let mut reason = format!("{rise} consecutive successful {} probes", probed.join("+"));
@@ -275,7 +275,7 @@ impl BackendHealth {
     }
 
     fn probe_failed(&mut self, protocol: Protocol, why: &str, now: Instant) -> Option<Transition> {
-        let c = &mut self.probes[protocol.index()];
+        let c = &mut self.probes[crate::settings::protocol_index(protocol)];
         c.probed = true;
         c.successes = 0;
         c.failures = c.failures.saturating_add(1);

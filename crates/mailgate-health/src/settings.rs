@@ -6,35 +6,14 @@
 
 use std::time::Duration;
 
-/// The probe protocols. Each backend is probed once per protocol it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// IMAP (also IMAPS; the prober knows how the backend is reached).
-    Imap,
-    /// POP3.
-    Pop3,
-}
+/// The probe protocols (each backend is probed once per protocol it serves).
+pub use mailgate_proto::Protocol;
 
-impl Protocol {
-    /// Lower-case name for logs and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Protocol::Imap => 0,
-            Protocol::Pop3 => 1,
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// Slot of a protocol in per-protocol arrays.
+pub(crate) fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Imap => 0,
+        Protocol::Pop3 => 1,
     }
 }
 

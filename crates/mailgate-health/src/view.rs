@@ -275,7 +275,7 @@ impl HealthView {
         if let Some(slot) = self.slot(backend) {
             let mut st = slot.lock();
             st.machine.forget_protocol(protocol);
-            st.probes[protocol.index()] = None;
+            st.probes[crate::settings::protocol_index(protocol)] = None;
         }
     }
 
@@ -290,7 +290,7 @@ impl HealthView {
         let transition = {
             let mut st = slot.lock();
             if let Some(p) = probe {
-                let i = p.protocol.index();
+                let i = crate::settings::protocol_index(p.protocol);
                 st.probes[i] = Some(p);
             }
             let t = st.machine.apply(event, now)?;

@@ -5,13 +5,14 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mailgate_proto::imap::{ImapFront, ImapFrontConfig, ImapUpstream, ImapUpstreamConfig};
+use mailgate_proto::imap::{ImapFront, ImapUpstream};
 use mailgate_proto::{FrontAction, Limits, LoginRequest, UpstreamAction};
+use mailgate_proto::{FrontConfig, UpstreamConfig};
 
-fn config() -> ImapFrontConfig {
-    ImapFrontConfig {
+fn config() -> FrontConfig {
+    FrontConfig {
         require_tls_for_login: false,
-        ..ImapFrontConfig::default()
+        ..FrontConfig::default()
     }
 }
 
@@ -64,7 +65,7 @@ fn upstream(c: &mut Criterion) {
                            mg1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n";
     c.bench_function("imap_upstream_login_relay", |b| {
         b.iter(|| {
-            let config = ImapUpstreamConfig {
+            let config = UpstreamConfig {
                 limits: Limits::default(),
                 starttls: false,
                 forward: None,

@@ -36,16 +36,23 @@ pub enum CloseReason {
     ProtocolViolation,
 }
 
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl CloseReason {
+    /// A stable label for logs (`too_many_bad_commands`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
             CloseReason::ClientLogout => "client_logout",
             CloseReason::TooManyBadCommands => "too_many_bad_commands",
             CloseReason::LineTooLong => "line_too_long",
             CloseReason::LiteralTooLarge => "literal_too_large",
             CloseReason::StartTlsInjection => "starttls_injection",
             CloseReason::ProtocolViolation => "protocol_violation",
-        })
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

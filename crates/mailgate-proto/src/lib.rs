@@ -15,14 +15,18 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod config;
 pub mod imap;
 pub mod limits;
 pub mod login;
 pub mod pop3;
+pub mod protocol;
 pub mod sasl;
 pub mod secret;
 
 pub use action::{CloseReason, FrontAction, LoginVerdict, UpstreamAction, UpstreamError};
+pub use config::{FrontConfig, UpstreamConfig};
 pub use limits::Limits;
 pub use login::{ClientAddr, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
+pub use protocol::Protocol;
 pub use secret::Secret;

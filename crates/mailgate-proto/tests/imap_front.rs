@@ -1,14 +1,15 @@
 //! Known-answer tests for the client-facing IMAP engine: every pre-auth command form,
 //! the limits, STARTTLS injection and capabilities before and after TLS.
 
+use mailgate_proto::FrontConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::imap::{ImapFront, ImapFrontConfig};
+use mailgate_proto::imap::ImapFront;
 use mailgate_proto::{CloseReason, Credentials, FrontAction, LoginVerdict, OAuthMechanism};
 
-fn plain_config() -> ImapFrontConfig {
-    ImapFrontConfig {
+fn plain_config() -> FrontConfig {
+    FrontConfig {
         require_tls_for_login: false,
-        ..ImapFrontConfig::default()
+        ..FrontConfig::default()
     }
 }
 
@@ -60,7 +61,7 @@ fn password(c: &Credentials) -> (&Option<String>, &str, &[u8]) {
 
 #[test]
 fn greeting_and_caps_before_and_after_tls() {
-    let mut f = ImapFront::new(ImapFrontConfig::default(), false);
+    let mut f = ImapFront::new(FrontConfig::default(), false);
     assert_eq!(
         f.greeting(),
         b"* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL- ID STARTTLS LOGINDISABLED] mailgate ready.\r\n"
@@ -94,9 +95,9 @@ fn greeting_and_caps_before_and_after_tls() {
         ["S:f BAD STARTTLS not available.\r\n"]
     );
     let oauth = ImapFront::new(
-        ImapFrontConfig {
+        FrontConfig {
             oauth: true,
-            ..ImapFrontConfig::default()
+            ..FrontConfig::default()
         },
         true,
     );
@@ -108,7 +109,7 @@ fn greeting_and_caps_before_and_after_tls() {
 
 #[test]
 fn starttls_injection_closes() {
-    let mut f = ImapFront::new(ImapFrontConfig::default(), false);
+    let mut f = ImapFront::new(FrontConfig::default(), false);
     assert_eq!(
         run(&mut f, b"a STARTTLS\r\nb LOGIN u p\r\n"),
         [
@@ -116,7 +117,7 @@ fn starttls_injection_closes() {
             "CLOSE:starttls_injection"
         ]
     );
-    let mut f = ImapFront::new(ImapFrontConfig::default(), false);
+    let mut f = ImapFront::new(FrontConfig::default(), false);
     assert_eq!(
         run(&mut f, b"a STARTTLS\r\n"),
         ["S:a OK Begin TLS negotiation now.\r\n", "TLS"]
@@ -345,7 +346,7 @@ fn authenticate_cancel_then_retry() {
 #[test]
 fn authenticate_oauth() {
     let mut f = ImapFront::new(
-        ImapFrontConfig {
+        FrontConfig {
             oauth: true,
             ..plain_config()
         },

@@ -3,18 +3,19 @@
 //! its limits.
 
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::imap::{ImapFront, ImapFrontConfig, ImapUpstream, ImapUpstreamConfig};
+use mailgate_proto::imap::{ImapFront, ImapUpstream};
 use mailgate_proto::{
     Credentials, FrontAction, Limits, LoginRequest, LoginVerdict, Secret, UpstreamAction,
 };
+use mailgate_proto::{FrontConfig, UpstreamConfig};
 use proptest::prelude::*;
 
-fn front_config(limits: Limits) -> ImapFrontConfig {
-    ImapFrontConfig {
+fn front_config(limits: Limits) -> FrontConfig {
+    FrontConfig {
         limits,
         require_tls_for_login: false,
         oauth: true,
-        ..ImapFrontConfig::default()
+        ..FrontConfig::default()
     }
 }
 
@@ -152,7 +153,7 @@ fn drive_upstream(chunks: &[Vec<u8>], authzid: bool) -> Vec<String> {
             password: Secret::new("pä"),
         },
     };
-    let config = ImapUpstreamConfig {
+    let config = UpstreamConfig {
         limits: Limits {
             upstream_max_line: 256,
             ..Limits::default()

@@ -1,15 +1,16 @@
 //! Known-answer tests for the IMAP login relay towards a backend: greetings, capability
 //! discovery, STARTTLS, ID forwarding, the re-serialized login and the verdicts.
 
+use mailgate_proto::UpstreamConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::imap::{ImapUpstream, ImapUpstreamConfig};
+use mailgate_proto::imap::ImapUpstream;
 use mailgate_proto::{
     ClientAddr, Credentials, ForwardInfo, Limits, LoginRequest, LoginVerdict, OAuthMechanism,
     Secret, UpstreamAction, UpstreamError,
 };
 
-fn config(starttls: bool, forward: Option<ForwardInfo>) -> ImapUpstreamConfig {
-    ImapUpstreamConfig {
+fn config(starttls: bool, forward: Option<ForwardInfo>) -> UpstreamConfig {
+    UpstreamConfig {
         limits: Limits::default(),
         starttls,
         forward,

@@ -1,17 +1,18 @@
 //! Known-answer tables for the client-facing POP3 engine (issue 2).
 
+use mailgate_proto::FrontConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::pop3::{Pop3Front, Pop3FrontConfig};
+use mailgate_proto::pop3::Pop3Front;
 use mailgate_proto::{CloseReason, Credentials, FrontAction, LoginVerdict, OAuthMechanism, Secret};
 
 use FrontAction::{Close, Send, StartTls};
 
-fn cfg(require_tls: bool, tls_available: bool, oauth: bool) -> Pop3FrontConfig {
-    Pop3FrontConfig {
+fn cfg(require_tls: bool, tls_available: bool, oauth: bool) -> FrontConfig {
+    FrontConfig {
         require_tls_for_login: require_tls,
         tls_available,
         oauth,
-        ..Pop3FrontConfig::default()
+        ..FrontConfig::default()
     }
 }
 

@@ -2,18 +2,19 @@
 //! feeding all at once; arbitrary bytes never panic and never exceed the buffer limits.
 
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::pop3::{Pop3Front, Pop3FrontConfig, Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::pop3::{Pop3Front, Pop3Upstream};
 use mailgate_proto::{
     Credentials, FrontAction, Limits, LoginRequest, LoginVerdict, Secret, UpstreamAction,
     UpstreamError,
 };
+use mailgate_proto::{FrontConfig, UpstreamConfig};
 use proptest::prelude::*;
 
 fn front() -> Pop3Front {
-    let cfg = Pop3FrontConfig {
+    let cfg = FrontConfig {
         require_tls_for_login: false,
         oauth: true,
-        ..Pop3FrontConfig::default()
+        ..FrontConfig::default()
     };
     Pop3Front::new(cfg, false)
 }
@@ -97,7 +98,7 @@ fn chunks<'a>(data: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
 }
 
 fn upstream() -> Pop3Upstream {
-    let cfg = Pop3UpstreamConfig {
+    let cfg = UpstreamConfig {
         limits: Limits::default(),
         starttls: false,
         forward: None,

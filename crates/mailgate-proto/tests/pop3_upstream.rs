@@ -1,8 +1,9 @@
 //! Known-answer tables for the backend-facing POP3 login relay (issue 2). Transcripts
 //! follow what Dovecot 2.3.19 answers (checked against a real instance).
 
+use mailgate_proto::UpstreamConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::pop3::{Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{
     ClientAddr, Credentials, ForwardInfo, Limits, LoginRequest, LoginVerdict, OAuthMechanism,
     Secret, UpstreamAction, UpstreamError,
@@ -10,12 +11,12 @@ use mailgate_proto::{
 
 use UpstreamAction::{CredentialsNext, Done, Send, StartTls};
 
-fn cfg(starttls: bool, forward: bool) -> Pop3UpstreamConfig {
+fn cfg(starttls: bool, forward: bool) -> UpstreamConfig {
     let addr = |ip: &str, port| ClientAddr {
         ip: ip.into(),
         port,
     };
-    Pop3UpstreamConfig {
+    UpstreamConfig {
         limits: Limits::default(),
         starttls,
         forward: forward.then(|| ForwardInfo {

@@ -13,8 +13,8 @@ use mailgate_health::{
 use mailgate_routing::{Backend, RoutingTable};
 
 use crate::metrics::{BackendProtocol, Metrics};
-use crate::protocol::Protocol;
 use crate::upstream::RelayError;
+use mailgate_proto::Protocol;
 
 /// Admission, health reporting and kicks for sessions.
 #[derive(Debug)]
@@ -99,7 +99,7 @@ impl Permit {
             .login_duration
             .get_or_create(&BackendProtocol {
                 backend: self.backend.name.clone(),
-                protocol: self.protocol.name().into(),
+                protocol: self.protocol.as_str().into(),
             })
             .observe(latency.as_secs_f64());
     }
@@ -121,7 +121,7 @@ impl Permit {
             .backend_sessions
             .get_or_create(&BackendProtocol {
                 backend: self.backend.name.clone(),
-                protocol: self.protocol.name().into(),
+                protocol: self.protocol.as_str().into(),
             })
             .clone();
         sessions.inc();

@@ -16,7 +16,6 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod prober;
-pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod splice;

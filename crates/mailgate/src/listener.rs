@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::conn::Conn;
-use crate::protocol::Protocol;
 use crate::server::Shared;
 use crate::tls::ServerTls;
+use mailgate_proto::Protocol;
 
 /// Which public listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,8 +12,8 @@ use mailgate_routing::{BackendTls, Routing};
 use tokio::time::Instant;
 
 use crate::metrics::{BackendLabel, Metrics};
-use crate::protocol::Protocol;
 use crate::upstream::{RelayError, RelayTimeouts, Upstream};
+use mailgate_proto::Protocol;
 
 /// Probes backends over the network.
 #[derive(Debug)]
@@ -62,10 +62,7 @@ impl NetProber {
                 started.elapsed(),
             );
         };
-        let protocol = match target.protocol {
-            mailgate_health::Protocol::Imap => Protocol::Imap,
-            mailgate_health::Protocol::Pop3 => Protocol::Pop3,
-        };
+        let protocol = target.protocol;
         let timeouts = RelayTimeouts {
             connect: self.timeout,
             greeting: self.timeout,

@@ -11,7 +11,7 @@ use mailgate_health::{
     BackendSpec, BackendTarget, HealthSettings, HealthView, KickReason, KickRegistry,
     ProbeScheduler,
 };
-use mailgate_proto::Limits;
+use mailgate_proto::{FrontConfig, Limits, Protocol};
 use mailgate_routing::{Config, HealthConfig, Routing, RoutingTable};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,6 @@ use crate::client_limits::{AuthFailures, PerIp};
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::prober::NetProber;
-use crate::session::FrontSettings;
 use crate::tls::{CertSpec, ServerTls};
 use crate::upstream::Upstream;
 
@@ -169,8 +168,8 @@ impl Shared {
     }
 
     /// Greeting/capability settings for a listener.
-    pub fn front_settings(&self, kind: ListenerKind, tls_configured: bool) -> FrontSettings {
-        FrontSettings {
+    pub fn front_config(&self, kind: ListenerKind, tls_configured: bool) -> FrontConfig {
+        FrontConfig {
             limits: self.proto_limits(),
             tls_available: tls_configured && !kind.implicit_tls(),
             require_tls_for_login: self
@@ -179,7 +178,7 @@ impl Shared {
                 .as_ref()
                 .map(|t| t.require_tls_for_login)
                 .unwrap_or(false),
-            greeting: self
+            greeting_text: self
                 .config
                 .greeting
                 .clone()
@@ -277,16 +276,10 @@ pub fn probe_targets(table: &RoutingTable) -> Vec<BackendTarget> {
     let mut out = Vec::new();
     for b in table.backends() {
         if b.imap_port.is_some() {
-            out.push(BackendTarget::new(
-                b.name.clone(),
-                mailgate_health::Protocol::Imap,
-            ));
+            out.push(BackendTarget::new(b.name.clone(), Protocol::Imap));
         }
         if b.pop3_port.is_some() {
-            out.push(BackendTarget::new(
-                b.name.clone(),
-                mailgate_health::Protocol::Pop3,
-            ));
+            out.push(BackendTarget::new(b.name.clone(), Protocol::Pop3));
         }
     }
     out

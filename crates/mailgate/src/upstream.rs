@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use hickory_resolver::TokioResolver;
-use mailgate_proto::imap::{ImapUpstream, ImapUpstreamConfig};
-use mailgate_proto::pop3::{Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::UpstreamConfig;
+use mailgate_proto::imap::ImapUpstream;
+use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{
     ForwardInfo, Limits, LoginRequest, LoginVerdict, UpstreamAction, UpstreamError,
 };
@@ -22,8 +23,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::conn::Conn;
-use crate::protocol::Protocol;
 use crate::tls;
+use mailgate_proto::Protocol;
 
 /// Why a login relay failed before the backend gave a verdict. Every variant means
 /// "unavailable" for the client; `signal` says what passive health should learn.
@@ -276,7 +277,7 @@ impl Upstream {
             Protocol::Imap => backend.imap_port,
             Protocol::Pop3 => backend.pop3_port,
         }
-        .ok_or(RelayError::NoPort(protocol.name()))?;
+        .ok_or(RelayError::NoPort(protocol.as_str()))?;
         let ips = self.resolve(&backend.host).await?;
         let mut last_err = RelayError::ConnectTimeout;
         let mut tcp = None;
@@ -325,24 +326,14 @@ impl Upstream {
             ForwardClient::Id => Some(req.forward),
             _ => None,
         };
-        let starttls = backend.tls == BackendTls::StartTls;
+        let config = UpstreamConfig {
+            limits: req.limits.clone(),
+            starttls: backend.tls == BackendTls::StartTls,
+            forward,
+        };
         let mut engine = match req.protocol {
-            Protocol::Imap => Engine::Imap(ImapUpstream::new(
-                ImapUpstreamConfig {
-                    limits: req.limits.clone(),
-                    starttls,
-                    forward,
-                },
-                login,
-            )),
-            Protocol::Pop3 => Engine::Pop3(Pop3Upstream::new(
-                Pop3UpstreamConfig {
-                    limits: req.limits.clone(),
-                    starttls,
-                    forward,
-                },
-                login,
-            )),
+            Protocol::Imap => Engine::Imap(ImapUpstream::new(config, login)),
+            Protocol::Pop3 => Engine::Pop3(Pop3Upstream::new(config, login)),
         };
         let greeting_deadline = Instant::now() + req.timeouts.greeting;
         let mut login_deadline: Option<Instant> = None;

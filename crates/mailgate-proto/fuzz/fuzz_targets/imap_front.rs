@@ -4,8 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mailgate_proto::FrontConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::imap::{ImapFront, ImapFrontConfig};
+use mailgate_proto::imap::ImapFront;
 use mailgate_proto::{FrontAction, Limits, LoginVerdict};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,11 +20,11 @@ fuzz_target!(|data: &[u8]| {
         ..Limits::default()
     };
     let cap = limits.max_line + 2 * limits.max_literal;
-    let config = ImapFrontConfig {
+    let config = FrontConfig {
         limits,
         require_tls_for_login: control & 0x10 != 0,
         oauth: control & 0x20 != 0,
-        ..ImapFrontConfig::default()
+        ..FrontConfig::default()
     };
     let mut front = ImapFront::new(config, control & 0x40 != 0);
     let _ = front.greeting();

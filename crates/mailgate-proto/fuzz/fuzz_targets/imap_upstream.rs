@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailgate_proto::imap::{ImapUpstream, ImapUpstreamConfig};
+use mailgate_proto::UpstreamConfig;
+use mailgate_proto::imap::ImapUpstream;
 use mailgate_proto::{
     ClientAddr, Credentials, ForwardInfo, Limits, LoginRequest, OAuthMechanism, Secret,
     UpstreamAction,
@@ -36,12 +37,18 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     let forward = (control & 0x04 != 0).then(|| ForwardInfo {
-        client: ClientAddr { ip: "192.0.2.1".into(), port: 1 },
-        connected: ClientAddr { ip: "192.0.2.2".into(), port: 143 },
+        client: ClientAddr {
+            ip: "192.0.2.1".into(),
+            port: 1,
+        },
+        connected: ClientAddr {
+            ip: "192.0.2.2".into(),
+            port: 143,
+        },
         session_id: "s".into(),
         client_id: vec![("name".into(), Some("x".into()))],
     });
-    let config = ImapUpstreamConfig {
+    let config = UpstreamConfig {
         limits: Limits {
             upstream_max_line: 512,
             upstream_max_untagged: 16,

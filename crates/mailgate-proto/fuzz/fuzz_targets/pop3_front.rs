@@ -4,8 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mailgate_proto::FrontConfig;
 use mailgate_proto::action::BackendReply;
-use mailgate_proto::pop3::{Pop3Front, Pop3FrontConfig};
+use mailgate_proto::pop3::Pop3Front;
 use mailgate_proto::{FrontAction, Limits, LoginVerdict};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,11 +20,11 @@ fuzz_target!(|data: &[u8]| {
         ..Limits::default()
     };
     let cap = limits.pop3_max_sasl_line;
-    let config = Pop3FrontConfig {
+    let config = FrontConfig {
         limits,
         require_tls_for_login: control & 0x10 != 0,
         oauth: control & 0x20 != 0,
-        ..Pop3FrontConfig::default()
+        ..FrontConfig::default()
     };
     let mut front = Pop3Front::new(config, control & 0x40 != 0);
     let _ = front.greeting();
@@ -36,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
             match action {
                 FrontAction::Login(_) => {
                     verdicts = verdicts.wrapping_add(1);
-                    let status = if verdicts % 4 == 0 { "+OK in" } else { "-ERR [AUTH] no" };
+                    let status = if verdicts % 4 == 0 {
+                        "+OK in"
+                    } else {
+                        "-ERR [AUTH] no"
+                    };
                     let reply = BackendReply {
                         untagged: Vec::new(),
                         status: status.as_bytes().to_vec(),

@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailgate_proto::pop3::{Pop3Upstream, Pop3UpstreamConfig};
+use mailgate_proto::UpstreamConfig;
+use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{
     ClientAddr, Credentials, ForwardInfo, Limits, LoginRequest, OAuthMechanism, Secret,
     UpstreamAction,
@@ -24,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         ip: ip.into(),
         port: 4242,
     };
-    let config = Pop3UpstreamConfig {
+    let config = UpstreamConfig {
         limits,
         starttls: control & 0x10 != 0,
         forward: (control & 0x20 != 0).then(|| ForwardInfo {

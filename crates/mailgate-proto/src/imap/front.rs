@@ -13,37 +13,10 @@ use super::command::{self, Command, IdFields, Parsed};
 use super::framer::{Framed, Framer};
 use super::lexer::{sanitize_text, strip_eol, valid_tag};
 use crate::action::{CloseReason, FrontAction, LoginVerdict};
-use crate::limits::Limits;
+use crate::config::FrontConfig;
 use crate::login::{Credentials, LoginRequest};
 use crate::sasl;
 use crate::secret::Secret;
-
-/// Configuration of the client-facing IMAP engine.
-#[derive(Debug, Clone)]
-pub struct ImapFrontConfig {
-    /// Limits.
-    pub limits: Limits,
-    /// STARTTLS can be offered (a certificate is configured and TLS is not active yet).
-    pub tls_available: bool,
-    /// No LOGIN/AUTHENTICATE before TLS (`LOGINDISABLED`, `NO [PRIVACYREQUIRED]`).
-    pub require_tls_for_login: bool,
-    /// Advertise and accept XOAUTH2 / OAUTHBEARER.
-    pub oauth: bool,
-    /// Greeting text after `* OK [CAPABILITY ...] `.
-    pub greeting_text: String,
-}
-
-impl Default for ImapFrontConfig {
-    fn default() -> Self {
-        ImapFrontConfig {
-            limits: Limits::default(),
-            tls_available: true,
-            require_tls_for_login: true,
-            oauth: false,
-            greeting_text: "mailgate ready.".into(),
-        }
-    }
-}
 
 /// Text of a wrong password, identical to Dovecot's so unknown users look the same.
 const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed.";
@@ -67,7 +40,7 @@ enum State {
 /// The client-facing IMAP engine.
 #[derive(Debug)]
 pub struct ImapFront {
-    config: ImapFrontConfig,
+    config: FrontConfig,
     tls_active: bool,
     framer: Framer,
     out: VecDeque<FrontAction>,
@@ -78,7 +51,7 @@ pub struct ImapFront {
 
 impl ImapFront {
     /// A new engine; `tls_active` is true on implicit-TLS listeners.
-    pub fn new(config: ImapFrontConfig, tls_active: bool) -> Self {
+    pub fn new(config: FrontConfig, tls_active: bool) -> Self {
         ImapFront {
             config,
             tls_active,

@@ -12,5 +12,5 @@ mod lexer;
 mod response;
 mod upstream;
 
-pub use front::{ImapFront, ImapFrontConfig};
-pub use upstream::{ImapUpstream, ImapUpstreamConfig};
+pub use front::ImapFront;
+pub use upstream::ImapUpstream;

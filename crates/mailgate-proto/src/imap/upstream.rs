@@ -13,19 +13,8 @@ use super::caps::BackendCaps;
 use super::encode;
 use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
-use crate::limits::Limits;
-use crate::login::{ForwardInfo, LoginRequest};
-
-/// Configuration of one login relay towards an IMAP backend.
-#[derive(Debug, Clone)]
-pub struct ImapUpstreamConfig {
-    /// Limits (upstream_* apply).
-    pub limits: Limits,
-    /// Issue STARTTLS after the greeting (backend `tls: starttls`).
-    pub starttls: bool,
-    /// Send `ID` with these fields before the login (backend `forward_client: id`).
-    pub forward: Option<ForwardInfo>,
-}
+use crate::config::UpstreamConfig;
+use crate::login::LoginRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -41,7 +30,7 @@ enum Phase {
 /// The backend-facing IMAP login relay.
 #[derive(Debug)]
 pub struct ImapUpstream {
-    config: ImapUpstreamConfig,
+    config: UpstreamConfig,
     login: LoginRequest,
     reader: Reader,
     out: VecDeque<UpstreamAction>,
@@ -62,7 +51,7 @@ pub struct ImapUpstream {
 
 impl ImapUpstream {
     /// A relay for `login`, starting before the backend's greeting.
-    pub fn new(config: ImapUpstreamConfig, login: LoginRequest) -> Self {
+    pub fn new(config: UpstreamConfig, login: LoginRequest) -> Self {
         ImapUpstream {
             config,
             login,

@@ -13,37 +13,10 @@ use super::framing::{Framed, frame, split_verb, take_line};
 use super::replies as r;
 use super::sasl_step::{self, SaslStep, StepOutcome};
 use crate::action::{CloseReason, FrontAction, LoginVerdict};
-use crate::limits::Limits;
+use crate::config::FrontConfig;
 use crate::login::{Credentials, LoginRequest};
 use crate::sasl;
 use crate::secret::Secret;
-
-/// Configuration of the client-facing POP3 engine.
-#[derive(Debug, Clone)]
-pub struct Pop3FrontConfig {
-    /// Limits.
-    pub limits: Limits,
-    /// STARTTLS can be offered (a certificate is configured and TLS is not active yet).
-    pub tls_available: bool,
-    /// No LOGIN/AUTHENTICATE before TLS (no USER/SASL in CAPA, `-ERR` to USER/AUTH).
-    pub require_tls_for_login: bool,
-    /// Advertise and accept XOAUTH2 / OAUTHBEARER.
-    pub oauth: bool,
-    /// Greeting text after `+OK `.
-    pub greeting_text: String,
-}
-
-impl Default for Pop3FrontConfig {
-    fn default() -> Self {
-        Pop3FrontConfig {
-            limits: Limits::default(),
-            tls_available: true,
-            require_tls_for_login: true,
-            oauth: false,
-            greeting_text: "mailgate ready.".into(),
-        }
-    }
-}
 
 /// Where the engine is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +37,7 @@ enum State {
 
 /// The client-facing POP3 engine.
 pub struct Pop3Front {
-    config: Pop3FrontConfig,
+    config: FrontConfig,
     tls_active: bool,
     /// Unparsed client bytes, at most `buffer_cap()` long.
     buf: Vec<u8>,
@@ -94,7 +67,7 @@ impl fmt::Debug for Pop3Front {
 
 impl Pop3Front {
     /// A new engine; `tls_active` is true on implicit-TLS listeners.
-    pub fn new(config: Pop3FrontConfig, tls_active: bool) -> Self {
+    pub fn new(config: FrontConfig, tls_active: bool) -> Self {
         Pop3Front {
             config,
             tls_active,

@@ -7,5 +7,5 @@ mod response;
 mod sasl_step;
 mod upstream;
 
-pub use front::{Pop3Front, Pop3FrontConfig};
-pub use upstream::{Pop3Upstream, Pop3UpstreamConfig};
+pub use front::Pop3Front;
+pub use upstream::Pop3Upstream;

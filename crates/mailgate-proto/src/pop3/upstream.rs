@@ -13,24 +13,13 @@ use std::fmt;
 use super::framing::{Framed, frame, take_line};
 use super::response::{BackendCaps, Status, resp_code, status};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
-use crate::limits::Limits;
+use crate::config::UpstreamConfig;
 use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
 use crate::secret::Secret;
 
 /// Longest command mailgate sends to a POP3 backend, CRLF included (RFC 2449 §4).
 const MAX_COMMAND: usize = 255;
-
-/// Configuration of one login relay towards an POP3 backend.
-#[derive(Debug, Clone)]
-pub struct Pop3UpstreamConfig {
-    /// Limits (upstream_* apply).
-    pub limits: Limits,
-    /// Issue STLS after the greeting (backend `tls: starttls`).
-    pub starttls: bool,
-    /// Send `XCLIENT ADDR= PORT=` before the login when the backend advertises it (backend `forward_client: id`).
-    pub forward: Option<ForwardInfo>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -55,7 +44,7 @@ enum State {
 
 /// The backend-facing POP3 login relay.
 pub struct Pop3Upstream {
-    config: Pop3UpstreamConfig,
+    config: UpstreamConfig,
     login: LoginRequest,
     buf: Vec<u8>,
     overflow: bool,
@@ -87,7 +76,7 @@ impl fmt::Debug for Pop3Upstream {
 
 impl Pop3Upstream {
     /// A relay for `login`, starting before the backend's greeting.
-    pub fn new(config: Pop3UpstreamConfig, login: LoginRequest) -> Self {
+    pub fn new(config: UpstreamConfig, login: LoginRequest) -> Self {
         Pop3Upstream {
             config,
             login,

@@ -1,26 +1,12 @@
 //! One interface over the IMAP and POP3 client-facing engines, so that the session driver
 //! is written once.
 
-use mailgate_proto::imap::{ImapFront, ImapFrontConfig};
-use mailgate_proto::pop3::{Pop3Front, Pop3FrontConfig};
-use mailgate_proto::{FrontAction, Limits, LoginVerdict};
+use mailgate_proto::FrontConfig;
+use mailgate_proto::imap::ImapFront;
+use mailgate_proto::pop3::Pop3Front;
+use mailgate_proto::{FrontAction, LoginVerdict};
 
-use crate::protocol::Protocol;
-
-/// Settings that shape the greeting and capabilities of a listener.
-#[derive(Debug, Clone)]
-pub struct FrontSettings {
-    /// Pre-auth limits.
-    pub limits: Limits,
-    /// STARTTLS/STLS may be offered on this listener.
-    pub tls_available: bool,
-    /// No login before TLS.
-    pub require_tls_for_login: bool,
-    /// Greeting text.
-    pub greeting: String,
-    /// Advertise and accept XOAUTH2 / OAUTHBEARER.
-    pub oauth: bool,
-}
+use mailgate_proto::Protocol;
 
 /// The client-facing engine of one session.
 #[derive(Debug)]
@@ -41,29 +27,11 @@ macro_rules! both {
 }
 
 impl Front {
-    /// A new engine for `protocol`.
-    pub fn new(protocol: Protocol, s: &FrontSettings, tls_active: bool) -> Front {
+    /// A new engine for `protocol`; the listener decides the configuration.
+    pub fn new(protocol: Protocol, config: FrontConfig, tls_active: bool) -> Front {
         match protocol {
-            Protocol::Imap => Front::Imap(Box::new(ImapFront::new(
-                ImapFrontConfig {
-                    limits: s.limits.clone(),
-                    tls_available: s.tls_available,
-                    require_tls_for_login: s.require_tls_for_login,
-                    oauth: s.oauth,
-                    greeting_text: s.greeting.clone(),
-                },
-                tls_active,
-            ))),
-            Protocol::Pop3 => Front::Pop3(Box::new(Pop3Front::new(
-                Pop3FrontConfig {
-                    limits: s.limits.clone(),
-                    tls_available: s.tls_available,
-                    require_tls_for_login: s.require_tls_for_login,
-                    oauth: s.oauth,
-                    greeting_text: s.greeting.clone(),
-                },
-                tls_active,
-            ))),
+            Protocol::Imap => Front::Imap(Box::new(ImapFront::new(config, tls_active))),
+            Protocol::Pop3 => Front::Pop3(Box::new(Pop3Front::new(config, tls_active))),
         }
     }
 

@@ -61,7 +61,7 @@ pub(super) async fn login(
         });
     let Some(route) = ctx.table.lookup(&user) else {
         // Unknown domain: the same answer (and delay) as a wrong password.
-        shared.metrics.login("none", protocol.name(), "no_route");
+        shared.metrics.login("none", protocol.as_str(), "no_route");
         return LoginStep::Answer(LoginVerdict::AuthFailed);
     };
     let backend = route.backend.clone();
@@ -72,7 +72,7 @@ pub(super) async fn login(
             tracing::info!(backend = %backend.name, reason = reason.as_str(), "login refused: backend not admitting");
             shared
                 .metrics
-                .login(&backend.name, protocol.name(), "unavailable");
+                .login(&backend.name, protocol.as_str(), "unavailable");
             return LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)));
         }
     };
@@ -110,7 +110,7 @@ pub(super) async fn login(
             permit.report_verdict(relayed.latency, accepted);
             match relayed.verdict {
                 LoginVerdict::Accepted(_) => {
-                    shared.metrics.login(&backend.name, protocol.name(), "ok");
+                    shared.metrics.login(&backend.name, protocol.as_str(), "ok");
                     let domain = summary.domain.clone().unwrap_or_default();
                     // Kicks by user compare the normalised address (as routing does).
                     let user =
@@ -123,7 +123,7 @@ pub(super) async fn login(
                 ref other => {
                     shared
                         .metrics
-                        .login(&backend.name, protocol.name(), "rejected");
+                        .login(&backend.name, protocol.as_str(), "rejected");
                     LoginStep::Answer(other.clone())
                 }
             }
@@ -132,7 +132,7 @@ pub(super) async fn login(
             tracing::warn!(backend = %backend.name, error = %err, kind = err.kind(), "login relay failed");
             shared
                 .metrics
-                .login(&backend.name, protocol.name(), "unavailable");
+                .login(&backend.name, protocol.as_str(), "unavailable");
             permit.report_failure(&err);
             LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)))
         }

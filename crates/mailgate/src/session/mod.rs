@@ -6,7 +6,7 @@ mod front;
 mod login;
 mod spliced;
 
-pub use front::{Front, FrontSettings};
+pub use front::Front;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,10 +178,10 @@ async fn drive<'a>(
     }
     let Some(_ip_guard) = shared.per_ip.acquire(peer.ip()) else {
         let msg: &[u8] = match kind.protocol() {
-            crate::protocol::Protocol::Imap => {
+            mailgate_proto::Protocol::Imap => {
                 b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
             }
-            crate::protocol::Protocol::Pop3 => {
+            mailgate_proto::Protocol::Pop3 => {
                 b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
             }
         };
@@ -207,8 +207,8 @@ async fn drive<'a>(
     } else {
         Conn::Plain(tcp)
     };
-    let settings = shared.front_settings(kind, tls.is_some());
-    let mut front = Front::new(kind.protocol(), &settings, conn.is_tls());
+    let config = shared.front_config(kind, tls.is_some());
+    let mut front = Front::new(kind.protocol(), config, conn.is_tls());
     if conn.write_all(&front.greeting()).await.is_err() {
         return Err(Outcome::IoError);
     }
@@ -222,7 +222,7 @@ async fn drive<'a>(
                 FrontAction::Close(reason) => {
                     let _ = flush(&mut conn, &mut out).await;
                     let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;
-                    summary.close_detail = Some(close_detail(reason));
+                    summary.close_detail = Some(reason.as_str());
                     return Err(Outcome::Closed(reason));
                 }
                 FrontAction::StartTls => {
@@ -313,17 +313,6 @@ async fn drive<'a>(
             Ok(n) => front.feed(&buf[..n]),
             Err(_) => return Err(Outcome::IoError),
         }
-    }
-}
-
-fn close_detail(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::ClientLogout => "logout",
-        CloseReason::TooManyBadCommands => "too_many_bad_commands",
-        CloseReason::LineTooLong => "line_too_long",
-        CloseReason::LiteralTooLarge => "literal_too_large",
-        CloseReason::StartTlsInjection => "starttls_injection",
-        CloseReason::ProtocolViolation => "protocol_violation",
     }
 }
 
