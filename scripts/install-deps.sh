@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what mailgate's tests and demo need on Debian: Dovecot (with its package
-# services kept from starting), openssl, curl, chromium (status page test), prometheus
-# (promtool checks deploy/prometheus/alerts.yaml), and Python's pytest and
-# prometheus_client (parses /metrics). Idempotent.
+# services kept from starting), Cyrus IMAP (unpacked into $CYRUS_ROOT, see below), openssl,
+# curl, chromium (status page test), prometheus (promtool checks
+# deploy/prometheus/alerts.yaml), and Python's pytest and prometheus_client (parses
+# /metrics). Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -30,6 +31,70 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
         $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
         $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
     fi
+fi
+
+# Cyrus IMAP 3.6 (Debian bookworm) as the e2e suite's second backend kind. It conflicts with
+# dovecot-imapd (Conflicts: imap-server) and cyrus-common wants an MTA, so it is not
+# installed: its .debs are unpacked into CYRUS_ROOT (dpkg's state is untouched, no package
+# service can start) and the tests run ROOT/usr/lib/cyrus/bin/* with
+# LD_LIBRARY_PATH=ROOT/usr/lib/x86_64-linux-gnu. Only the plain libraries it links are
+# installed. tests/e2e/cyrus.py reads the same CYRUS_ROOT.
+CYRUS_ROOT="${CYRUS_ROOT:-/opt/mailgate-test/cyrus}"
+cyrus_libdir="$CYRUS_ROOT/usr/lib/x86_64-linux-gnu"
+cyrus_missing_libs() {
+    local bin
+    for bin in imapd pop3d master ctl_cyrusdb; do
+        LD_LIBRARY_PATH="$cyrus_libdir" ldd "$CYRUS_ROOT/usr/lib/cyrus/bin/$bin" 2>/dev/null \
+            | awk '/=> not found/ {print $1}'
+    done | sort -u
+}
+if [ ! -x "$CYRUS_ROOT/usr/lib/cyrus/bin/imapd" ]; then
+    $SUDO apt-get update -qq
+    cyrus_tmp="$(mktemp -d)"
+    # As root, apt-get download fetches as the _apt user, which must be able to write here.
+    chmod 0777 "$cyrus_tmp"
+    (cd "$cyrus_tmp" && apt-get download -qq cyrus-imapd cyrus-common cyrus-pop3d)
+    # Unpack into a staging directory and move it into place, so that an interrupted run
+    # never leaves a half-unpacked root that the check above would take for complete.
+    $SUDO mkdir -p "$(dirname "$CYRUS_ROOT")"
+    staging="$CYRUS_ROOT.unpack.$$"
+    $SUDO rm -rf "$staging"
+    for deb in "$cyrus_tmp"/cyrus-*.deb; do
+        $SUDO dpkg -x "$deb" "$staging"
+    done
+    $SUDO rm -rf "$CYRUS_ROOT"
+    $SUDO mv "$staging" "$CYRUS_ROOT"
+    rm -rf "$cyrus_tmp"
+fi
+for bin in imapd pop3d master ctl_cyrusdb; do
+    [ -x "$CYRUS_ROOT/usr/lib/cyrus/bin/$bin" ] || {
+        echo "install-deps: $CYRUS_ROOT/usr/lib/cyrus/bin/$bin is missing" >&2; exit 1; }
+done
+cyrus_libs=()
+# libxapian30 is linked by imapd too; libsasl2-modules holds the PLAIN/LOGIN mechanisms.
+for pkg in libical3 libpcre3 libxapian30 libsasl2-modules; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || cyrus_libs+=("$pkg")
+done
+if [ "${#cyrus_libs[@]}" -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${cyrus_libs[@]}"
+fi
+if [ -n "$(cyrus_missing_libs)" ]; then
+    # Whatever else the binaries link (on a minimal system): every library package the three
+    # .debs depend on. Most are already there; libclamav12/libzephyr4 are only linked by
+    # tools the tests do not run, so they are not installed by default.
+    cyrus_deps=()
+    for pkg in $(apt-cache depends --important cyrus-imapd cyrus-common cyrus-pop3d \
+                 | awk '$1 == "Depends:" && $2 ~ /^lib/ {print $2}' | sort -u); do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || cyrus_deps+=("$pkg")
+    done
+    if [ "${#cyrus_deps[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${cyrus_deps[@]}"
+    fi
+fi
+if [ -n "$(cyrus_missing_libs)" ]; then
+    echo "install-deps: Cyrus in $CYRUS_ROOT still lacks: $(cyrus_missing_libs | tr '\n' ' ')" >&2
+    exit 1
 fi
 
 # pytest for the end-to-end tests: pip where it may install (a pyenv or venv Python), else
