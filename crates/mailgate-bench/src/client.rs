@@ -33,14 +33,21 @@ pub enum TlsMode {
 /// Builds a TLS connector trusting the certificates in `ca_file` (PEM), offering ALPN `imap`,
 /// with the aws-lc-rs provider chosen explicitly.
 pub fn tls_connector(ca_file: &Path) -> anyhow::Result<TlsConnector> {
+    let pem =
+        std::fs::read(ca_file).with_context(|| format!("reading CA file {}", ca_file.display()))?;
+    tls_connector_pem(&pem).with_context(|| format!("CA file {}", ca_file.display()))
+}
+
+/// [`tls_connector`] from PEM text in memory (e.g. a fake backend's
+/// [`cert_pem`](crate::fake::FakeHandle::cert_pem)).
+pub fn tls_connector_pem(pem: &[u8]) -> anyhow::Result<TlsConnector> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file)
-        .with_context(|| format!("reading CA file {}", ca_file.display()))?
-    {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         roots
-            .add(cert.with_context(|| format!("parsing {}", ca_file.display()))?)
+            .add(cert.context("parsing CA certificate")?)
             .context("adding CA certificate")?;
     }
+    anyhow::ensure!(!roots.is_empty(), "no CA certificate found");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

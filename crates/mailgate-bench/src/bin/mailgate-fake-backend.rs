@@ -3,6 +3,10 @@
 //!
 //! `mailgate-fake-backend --imap 127.0.0.1:20143 --pop3 127.0.0.1:20110 --mode normal --name bench1`
 //!
+//! With `--tls implicit|starttls` it serves TLS with `--cert`/`--key`, or with a
+//! self-signed certificate for localhost/127.0.0.1/::1 generated at start (`--cert-out FILE`
+//! writes it, for a client's CA file).
+//!
 //! Prints one JSON line per listener when ready, and a JSON line of counters at exit
 //! (SIGINT/SIGTERM or `--duration`).
 #![forbid(unsafe_code)]
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode, Protocol};
+use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode, Protocol, TlsIdentity, TlsMode};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
@@ -28,9 +32,23 @@ struct Args {
     #[arg(long)]
     pop3: Vec<SocketAddr>,
     /// normal | no-greeting | stall-after-greeting | reset-during-login | preauth-greeting |
-    /// inject-after-starttls | slow:DURATION | flapping:DURATION | login-hangs
+    /// inject-after-starttls | slow:DURATION | flapping:DURATION | login-hangs |
+    /// greeting-bye | tls-stall | login-temp-fail:unavailable|sys-temp|in-use |
+    /// garbage-verdict | close-after-login-ok | close-mid-fetch | stall-mid-splice
     #[arg(long, default_value = "normal")]
     mode: FaultMode,
+    /// TLS towards the fake.
+    #[arg(long, value_enum, default_value = "none")]
+    tls: TlsMode,
+    /// PEM certificate to serve (with --key); default: a generated self-signed one.
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// Write the served certificate (PEM) here, for a client's CA file.
+    #[arg(long)]
+    cert_out: Option<std::path::PathBuf>,
     /// Backend name (answered in ID as x-backend).
     #[arg(long, default_value = "fake")]
     name: String,
@@ -54,6 +72,19 @@ async fn main() -> anyhow::Result<()> {
     );
     // Each benchmark process needs thousands of sockets: soft limit up to the hard limit.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => TlsIdentity {
+            cert_pem: std::fs::read_to_string(cert)
+                .with_context(|| format!("reading {}", cert.display()))?,
+            key_pem: std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?,
+        },
+        _ => TlsIdentity::localhost().context("generating a certificate")?,
+    };
+    if let Some(out) = &args.cert_out {
+        std::fs::write(out, &identity.cert_pem)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
     let mut fakes = Vec::new();
     let listeners = args
         .imap
@@ -70,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
             xclient: !args.no_xclient,
             password: "secret".to_owned(),
             auth_failure_delay: std::time::Duration::ZERO,
+            tls: args.tls,
+            tls_identity: Some(identity.clone()),
         };
         let fake = FakeBackend::spawn(config)
             .await
@@ -81,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
                 "protocol": format!("{protocol:?}").to_lowercase(),
                 "addr": fake.addr.to_string(),
                 "mode": args.mode.to_string(),
+                "tls": args.tls,
                 "name": args.name,
                 "nofile": nofile,
             })

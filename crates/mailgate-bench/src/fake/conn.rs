@@ -1,5 +1,6 @@
-//! The per-connection plumbing shared by the IMAP and POP3 fakes: line reading with a
-//! small buffer, delayed writes, stalling and resetting.
+//! The per-connection plumbing shared by the IMAP and POP3 fakes: implicit TLS and the
+//! STARTTLS upgrade, line reading with a small buffer, delayed writes, stalling, resetting
+//! and the login-time faults.
 
 use std::io;
 use std::sync::Arc;
@@ -7,8 +8,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
-use super::{FaultMode, Protocol, Shared};
+use super::tls::Stream;
+use super::{FaultMode, Protocol, Shared, TempCode, TlsMode};
 
 /// Longest command line a fake reads; longer lines end the connection.
 const MAX_LINE: u64 = 16 * 1024;
@@ -20,6 +23,23 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, mode: FaultMod
     let delay = match mode {
         FaultMode::SlowResponses(d) => Some(d),
         _ => None,
+    };
+    let stream = match (&shared.tls, shared.tls_mode) {
+        (Some(config), TlsMode::Implicit) => {
+            if mode == FaultMode::TlsStall {
+                // Hold the connection and never answer the ClientHello.
+                let _ = tokio::io::copy(&mut { stream }, &mut tokio::io::sink()).await;
+                return;
+            }
+            match TlsAcceptor::from(Arc::clone(config)).accept(stream).await {
+                Ok(tls) => {
+                    shared.record_tls_handshake();
+                    Stream::Tls(Box::new(tls))
+                }
+                Err(_) => return,
+            }
+        }
+        _ => Stream::Plain(stream),
     };
     let mut conn = Conn {
         rd: BufReader::with_capacity(READ_BUF, stream),
@@ -47,9 +67,25 @@ pub(super) enum LoginFate {
     Sabotaged,
 }
 
+/// A login answer the mode puts in place of the real verdict.
+pub(super) enum FakedVerdict {
+    /// A temporary refusal with this code.
+    Temp(TempCode),
+    /// Something that is not a verdict at all.
+    Garbage,
+}
+
+/// What a session handler does once STARTTLS/STLS was answered.
+pub(super) enum Upgrade {
+    /// TLS is up: go on reading commands inside it.
+    Done,
+    /// The handshake never happened ([`FaultMode::TlsStall`]) and the peer left: stop.
+    Stalled,
+}
+
 /// One connection of a fake.
 pub(super) struct Conn {
-    rd: BufReader<TcpStream>,
+    rd: BufReader<Stream>,
     delay: Option<Duration>,
     pub(super) mode: FaultMode,
     pub(super) shared: Arc<Shared>,
@@ -70,7 +106,7 @@ impl Conn {
         for p in parts {
             w.write_all(p).await?;
         }
-        Ok(())
+        w.flush().await
     }
 
     /// Reads one line without its CRLF; `None` at end of stream.
@@ -105,13 +141,59 @@ impl Conn {
         Ok(())
     }
 
-    /// Applies the login-time faults: reset, or hang forever.
+    /// Ends the connection in order: TLS close_notify (if in TLS), then FIN.
+    pub(super) async fn finish(&mut self) -> io::Result<()> {
+        self.rd.get_mut().shutdown().await
+    }
+
+    /// Whether TLS is up on this connection.
+    pub(super) fn tls_active(&self) -> bool {
+        self.rd.get_ref().is_tls()
+    }
+
+    /// Whether STARTTLS / STLS is offered now (advertised and answered).
+    pub(super) fn offers_starttls(&self) -> bool {
+        !self.tls_active()
+            && (self.shared.tls_mode == TlsMode::Starttls
+                || (self.mode == FaultMode::TlsStall && self.shared.tls_mode != TlsMode::Implicit))
+    }
+
+    /// Answers STARTTLS / STLS with `ok` and upgrades: bytes that arrived behind the
+    /// command are discarded (never executed inside TLS). In [`FaultMode::TlsStall`] the
+    /// handshake never happens.
+    pub(super) async fn start_tls(&mut self, ok: &[u8]) -> io::Result<Upgrade> {
+        self.send(ok).await?;
+        if self.mode == FaultMode::TlsStall {
+            self.stall().await?;
+            return Ok(Upgrade::Stalled);
+        }
+        let Some(config) = self.shared.tls.clone() else {
+            return Err(io::Error::other("STARTTLS without a certificate"));
+        };
+        let old = std::mem::replace(
+            &mut self.rd,
+            BufReader::with_capacity(READ_BUF, Stream::Upgrading),
+        );
+        // `into_inner` drops whatever was buffered after the command.
+        let Stream::Plain(tcp) = old.into_inner() else {
+            return Err(io::Error::other("STARTTLS inside TLS"));
+        };
+        let tls = TlsAcceptor::from(config).accept(tcp).await?;
+        self.shared.record_tls_handshake();
+        self.rd = BufReader::with_capacity(READ_BUF, Stream::Tls(Box::new(tls)));
+        Ok(Upgrade::Done)
+    }
+
+    /// Applies the login-time faults that act before the credentials are read: reset, or
+    /// hang forever.
     pub(super) async fn on_login(&mut self) -> io::Result<LoginFate> {
         match self.mode {
             FaultMode::ResetDuringLogin => {
                 self.shared.record_sabotage();
                 // Closing after SO_LINGER 0 sends an RST; the caller drops the stream.
-                let _ = socket2::SockRef::from(self.rd.get_ref()).set_linger(Some(Duration::ZERO));
+                if let Some(tcp) = self.rd.get_ref().tcp() {
+                    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+                }
                 Ok(LoginFate::Sabotaged)
             }
             FaultMode::LoginHangs => {
@@ -121,6 +203,44 @@ impl Conn {
             }
             _ => Ok(LoginFate::Proceed),
         }
+    }
+
+    /// The answer the mode gives instead of a verdict, once the credentials are in.
+    pub(super) fn faked_verdict(&self) -> Option<FakedVerdict> {
+        let v = match self.mode {
+            FaultMode::LoginTempFail(code) => FakedVerdict::Temp(code),
+            FaultMode::GarbageVerdict => FakedVerdict::Garbage,
+            _ => return None,
+        };
+        self.shared.record_sabotage();
+        Some(v)
+    }
+
+    /// Whether the mode closes the connection right after an accepted login.
+    pub(super) fn closes_after_login(&self) -> bool {
+        self.mode == FaultMode::CloseAfterLoginOk
+    }
+
+    /// Whether the mode breaks off a message body half way.
+    pub(super) fn breaks_fetch(&self) -> bool {
+        matches!(
+            self.mode,
+            FaultMode::CloseMidFetch | FaultMode::StallMidSplice
+        )
+    }
+
+    /// Sends `head` and the first half of `body`, then closes (FIN; inside TLS without a
+    /// close_notify, like a crashed process) or stalls, per the mode. The caller stops
+    /// serving afterwards.
+    pub(super) async fn broken_body(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        self.send_parts(&[head, &body[..body.len() / 2]]).await?;
+        if self.mode == FaultMode::StallMidSplice {
+            return self.stall().await;
+        }
+        if let Some(tcp) = self.rd.get_ref().tcp() {
+            let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
+        }
+        Ok(())
     }
 }
 

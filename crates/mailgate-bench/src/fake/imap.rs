@@ -1,9 +1,9 @@
-//! The IMAP fake: greeting, CAPABILITY, ID, LOGIN, AUTHENTICATE PLAIN/LOGIN, STARTTLS (only
-//! to inject), SELECT/EXAMINE INBOX, FETCH, IDLE, NOOP, LOGOUT.
+//! The IMAP fake: greeting, CAPABILITY, ID, LOGIN, AUTHENTICATE PLAIN/LOGIN/XOAUTH2,
+//! STARTTLS, SELECT/EXAMINE INBOX, FETCH, IDLE, NOOP, LOGOUT.
 
 use std::io;
 
-use super::conn::{Conn, LoginFate, decode_b64, decode_plain};
+use super::conn::{Conn, FakedVerdict, LoginFate, Upgrade, decode_b64, decode_plain};
 use super::{FaultMode, push_bounded};
 
 const PRE_CAPS: &str = "IMAP4rev1 SASL-IR ID AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2";
@@ -115,26 +115,35 @@ struct Session {
     selected: bool,
 }
 
-/// Runs the IMAP dialogue on one connection.
-pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
-    let caps = if conn.mode == FaultMode::InjectAfterStartTls {
+/// The capabilities before login: STARTTLS while it is offered.
+fn pre_caps(conn: &Conn) -> String {
+    if conn.offers_starttls() || conn.mode == FaultMode::InjectAfterStartTls {
         format!("{PRE_CAPS} STARTTLS")
     } else {
         PRE_CAPS.to_owned()
-    };
+    }
+}
+
+/// Runs the IMAP dialogue on one connection.
+pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
     let mut s = Session {
         authenticated: false,
         selected: false,
     };
     match conn.mode {
         FaultMode::NoGreeting => return conn.stall().await,
+        FaultMode::GreetingBye => {
+            conn.send(b"* BYE [UNAVAILABLE] Server overloaded\r\n")
+                .await?;
+            return conn.finish().await;
+        }
         FaultMode::PreauthGreeting => {
             s.authenticated = true;
             let g = format!("* PREAUTH [CAPABILITY {POST_CAPS}] fake preauth\r\n");
             conn.send(g.as_bytes()).await?;
         }
         _ => {
-            let g = format!("* OK [CAPABILITY {caps}] fake ready\r\n");
+            let g = format!("* OK [CAPABILITY {}] fake ready\r\n", pre_caps(conn));
             conn.send(g.as_bytes()).await?;
         }
     }
@@ -152,7 +161,11 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
         let args = &toks[2..];
         let reply = match cmd.as_str() {
             "CAPABILITY" => {
-                let c = if s.authenticated { POST_CAPS } else { &caps };
+                let c = if s.authenticated {
+                    POST_CAPS.to_owned()
+                } else {
+                    pre_caps(conn)
+                };
                 format!("* CAPABILITY {c}\r\n{tag} OK Capability completed.\r\n")
             }
             "NOOP" => format!("{tag} OK NOOP completed.\r\n"),
@@ -162,9 +175,7 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                     return Ok(());
                 }
                 match args {
-                    [u, p] => {
-                        refused_later(conn, verdict(conn, &mut s, &tag, u.text(), p.text())).await
-                    }
+                    [u, p] => login_answer(conn, &mut s, &tag, u.text(), p.text()).await,
                     _ => format!("{tag} BAD LOGIN needs user and password\r\n"),
                 }
             }
@@ -173,7 +184,7 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                     return Ok(());
                 }
                 match authenticate(conn, args).await? {
-                    Some((u, p)) => refused_later(conn, verdict(conn, &mut s, &tag, &u, &p)).await,
+                    Some((u, p)) => login_answer(conn, &mut s, &tag, &u, &p).await,
                     None => format!("{tag} BAD Authentication cancelled or malformed\r\n"),
                 }
             }
@@ -181,6 +192,13 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                 let r = format!("{tag} OK Begin TLS negotiation now\r\n{tag}x NOOP injected\r\n");
                 conn.send(r.as_bytes()).await?;
                 return conn.stall().await;
+            }
+            "STARTTLS" if conn.offers_starttls() && !s.authenticated => {
+                let ok = format!("{tag} OK Begin TLS negotiation now\r\n");
+                match conn.start_tls(ok.as_bytes()).await? {
+                    Upgrade::Done => continue,
+                    Upgrade::Stalled => return Ok(()),
+                }
             }
             "SELECT" | "EXAMINE" if s.authenticated => match args.first() {
                 Some(m) if m.text().eq_ignore_ascii_case("INBOX") => {
@@ -199,8 +217,10 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                 _ => format!("{tag} NO [NONEXISTENT] Mailbox doesn't exist.\r\n"),
             },
             "FETCH" | "UID" if s.selected => {
-                fetch(conn, &tag, args).await?;
-                continue;
+                if fetch(conn, &tag, args).await? {
+                    continue;
+                }
+                return Ok(());
             }
             "IDLE" if s.authenticated => {
                 conn.send(b"+ idling\r\n").await?;
@@ -215,7 +235,7 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
             "LOGOUT" => {
                 let r = format!("* BYE Logging out\r\n{tag} OK Logout completed.\r\n");
                 conn.send(r.as_bytes()).await?;
-                return Ok(());
+                return conn.finish().await;
             }
             "SELECT" | "EXAMINE" | "FETCH" | "UID" | "IDLE" => {
                 format!("{tag} NO Not allowed in this state.\r\n")
@@ -223,12 +243,22 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
             _ => format!("{tag} BAD Unknown command.\r\n"),
         };
         conn.send(reply.as_bytes()).await?;
+        if s.authenticated && conn.closes_after_login() {
+            return Ok(());
+        }
     }
     Ok(())
 }
 
-/// Hold a refused login's answer for `auth_failure_delay`, like Dovecot does.
-async fn refused_later(conn: &Conn, reply: String) -> String {
+/// The answer to a login whose credentials are in: the mode's faked answer (at once), or
+/// the real verdict, a refusal held for `auth_failure_delay` like Dovecot does.
+async fn login_answer(conn: &Conn, s: &mut Session, tag: &str, user: &str, pass: &str) -> String {
+    match conn.faked_verdict() {
+        Some(FakedVerdict::Temp(code)) => return format!("{tag} {}\r\n", code.imap_line()),
+        Some(FakedVerdict::Garbage) => return format!("{tag} WHATEVER zz\r\n"),
+        None => {}
+    }
+    let reply = verdict(conn, s, tag, user, pass);
     if reply.contains(" NO ") && !conn.shared.auth_failure_delay.is_zero() {
         tokio::time::sleep(conn.shared.auth_failure_delay).await;
     }
@@ -328,8 +358,9 @@ fn xoauth2(decoded: &str) -> Option<(String, String)> {
     user.zip(token)
 }
 
-/// FETCH / UID FETCH of message 1: the body for BODY[]/RFC822 items, else FLAGS.
-async fn fetch(conn: &mut Conn, tag: &str, args: &[Tok]) -> io::Result<()> {
+/// FETCH / UID FETCH of message 1: the body for BODY[]/RFC822 items, else FLAGS. `false`
+/// when the mode broke the body off (the connection ends).
+async fn fetch(conn: &mut Conn, tag: &str, args: &[Tok]) -> io::Result<bool> {
     let uid = args
         .first()
         .is_some_and(|t| t.text().eq_ignore_ascii_case("FETCH"));
@@ -349,13 +380,18 @@ async fn fetch(conn: &mut Conn, tag: &str, args: &[Tok]) -> io::Result<()> {
             "BODY[]"
         };
         let head = format!("* 1 FETCH ({uid_item}{item} {{{}}}\r\n", msg.len());
+        if conn.breaks_fetch() {
+            conn.broken_body(head.as_bytes(), &msg).await?;
+            return Ok(false);
+        }
         let tail = format!(")\r\n{done}");
         conn.send_parts(&[head.as_bytes(), &msg, tail.as_bytes()])
-            .await
+            .await?;
     } else {
         let r = format!("* 1 FETCH ({uid_item}FLAGS (\\Seen))\r\n{done}");
-        conn.send(r.as_bytes()).await
+        conn.send(r.as_bytes()).await?;
     }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //!
 //! A fake is a hand-rolled, line-based test double: it speaks just enough IMAP or POP3 for
 //! mailgate's login relay, splice and health probes, and it can misbehave on demand in the
-//! ways real servers cannot (see [`FaultMode`]). It runs in-process on tokio, one small task
-//! per connection, so thousands of idle sessions cost little; it is also the benchmark backend.
+//! ways real servers cannot (see [`FaultMode`]). It speaks plain TCP, implicit TLS or
+//! STARTTLS/STLS ([`FakeConfig::tls`], with a self-signed certificate whose PEM
+//! [`FakeHandle::cert_pem`] gives a test for its CA file). It runs in-process on tokio, one
+//! small task per connection, so thousands of idle sessions cost little; it is also the
+//! benchmark backend.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -18,12 +21,16 @@
 
 mod conn;
 mod imap;
+mod mode;
 mod pop3;
+mod tls;
+
+pub use crate::client::TlsMode;
+pub use mode::{FaultMode, TempCode};
+pub use tls::TlsIdentity;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,74 +46,6 @@ pub enum Protocol {
     Imap,
     /// POP3 subset.
     Pop3,
-}
-
-/// How a fake behaves. Read once per accepted connection (except [`FaultMode::Flapping`],
-/// whose phase is computed at accept time from when the mode was set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FaultMode {
-    /// A working server.
-    Normal,
-    /// Accept the TCP connection and never say anything (a SIGSTOPped server).
-    NoGreeting,
-    /// Send the greeting, then never answer anything.
-    StallAfterGreeting,
-    /// Reset the connection (RST, SO_LINGER 0) when a login command arrives
-    /// (IMAP LOGIN/AUTHENTICATE, POP3 PASS/AUTH).
-    ResetDuringLogin,
-    /// IMAP: greet with `* PREAUTH` (POP3 has no such thing: normal greeting).
-    PreauthGreeting,
-    /// Advertise STARTTLS/STLS, answer it with the OK plus injected bytes in the same
-    /// write, then stall (no TLS handshake ever happens).
-    InjectAfterStartTls,
-    /// Work normally, but wait this long before every response, greeting included.
-    SlowResponses(Duration),
-    /// Healthy for the given period, then refusing (accept + immediate RST) for the same
-    /// period, alternating, starting healthy when the mode is set.
-    Flapping(Duration),
-    /// Greeting and CAPABILITY/CAPA work; a login command is never answered.
-    LoginHangs,
-}
-
-impl fmt::Display for FaultMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Normal => f.write_str("normal"),
-            Self::NoGreeting => f.write_str("no-greeting"),
-            Self::StallAfterGreeting => f.write_str("stall-after-greeting"),
-            Self::ResetDuringLogin => f.write_str("reset-during-login"),
-            Self::PreauthGreeting => f.write_str("preauth-greeting"),
-            Self::InjectAfterStartTls => f.write_str("inject-after-starttls"),
-            Self::SlowResponses(d) => write!(f, "slow:{}", humantime::format_duration(*d)),
-            Self::Flapping(d) => write!(f, "flapping:{}", humantime::format_duration(*d)),
-            Self::LoginHangs => f.write_str("login-hangs"),
-        }
-    }
-}
-
-impl FromStr for FaultMode {
-    type Err = String;
-
-    /// Parses the [`Display`](fmt::Display) form: `normal`, `no-greeting`,
-    /// `stall-after-greeting`, `reset-during-login`, `preauth-greeting`,
-    /// `inject-after-starttls`, `slow:500ms`, `flapping:5s`, `login-hangs`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let dur = |v: &str| humantime::parse_duration(v).map_err(|e| format!("{s}: {e}"));
-        Ok(match s {
-            "normal" => Self::Normal,
-            "no-greeting" => Self::NoGreeting,
-            "stall-after-greeting" => Self::StallAfterGreeting,
-            "reset-during-login" => Self::ResetDuringLogin,
-            "preauth-greeting" => Self::PreauthGreeting,
-            "inject-after-starttls" => Self::InjectAfterStartTls,
-            "login-hangs" => Self::LoginHangs,
-            _ => match s.split_once(':') {
-                Some(("slow", v)) => Self::SlowResponses(dur(v)?),
-                Some(("flapping", v)) => Self::Flapping(dur(v)?),
-                _ => return Err(format!("unknown fault mode {s:?}")),
-            },
-        })
-    }
 }
 
 /// Everything a fake needs to start.
@@ -128,6 +67,14 @@ pub struct FakeConfig {
     pub password: String,
     /// IMAP: delay before answering a refused login (Dovecot's `auth_failure_delay`).
     pub auth_failure_delay: Duration,
+    /// TLS towards the fake: none, implicit (handshake right after accept) or STARTTLS
+    /// (IMAP `STARTTLS` in the greeting's capability code and in CAPABILITY, POP3 `STLS`
+    /// in CAPA).
+    pub tls: TlsMode,
+    /// The certificate to serve; `None` generates a self-signed one for `localhost` /
+    /// `127.0.0.1` / `::1` at spawn (when `tls` is not `None`). See
+    /// [`FakeHandle::cert_pem`].
+    pub tls_identity: Option<TlsIdentity>,
 }
 
 impl FakeConfig {
@@ -142,6 +89,8 @@ impl FakeConfig {
             xclient: true,
             password: "secret".to_owned(),
             auth_failure_delay: Duration::ZERO,
+            tls: TlsMode::None,
+            tls_identity: None,
         }
     }
 
@@ -158,6 +107,13 @@ impl FakeConfig {
         self.mode = mode;
         self
     }
+
+    /// Same config with TLS towards the fake (`identity: None` generates a certificate).
+    pub fn with_tls(mut self, tls: TlsMode, identity: Option<TlsIdentity>) -> Self {
+        self.tls = tls;
+        self.tls_identity = identity;
+        self
+    }
 }
 
 /// A point-in-time copy of a fake's counters.
@@ -171,8 +127,11 @@ pub struct FakeStats {
     pub logins: u64,
     /// Refused logins (wrong password) since start.
     pub failed_logins: u64,
-    /// Login commands that hit [`FaultMode::ResetDuringLogin`] or [`FaultMode::LoginHangs`].
+    /// Login commands that hit [`FaultMode::ResetDuringLogin`], [`FaultMode::LoginHangs`],
+    /// [`FaultMode::LoginTempFail`] or [`FaultMode::GarbageVerdict`].
     pub sabotaged_logins: u64,
+    /// TLS handshakes completed (implicit or after STARTTLS/STLS).
+    pub tls_handshakes: u64,
 }
 
 /// How many recorded IDs / XCLIENTs / users a fake keeps (oldest dropped first).
@@ -199,6 +158,7 @@ struct Counters {
     logins: AtomicU64,
     failed: AtomicU64,
     sabotaged: AtomicU64,
+    tls_handshakes: AtomicU64,
 }
 
 /// State shared by the accept loop, the connections and the handle.
@@ -210,6 +170,8 @@ struct Shared {
     auth_failure_delay: Duration,
     xclient: bool,
     message: Arc<[u8]>,
+    tls_mode: TlsMode,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mode: Mutex<(FaultMode, Instant)>,
     counters: Counters,
     records: Mutex<Records>,
@@ -247,6 +209,10 @@ impl Shared {
 
     fn record_sabotage(&self) {
         self.counters.sabotaged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_tls_handshake(&self) {
+        self.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -292,11 +258,22 @@ impl FakeBackend {
     /// Binds `config.bind` and serves in background tasks until the handle is shut down
     /// or dropped.
     pub async fn spawn(config: FakeConfig) -> std::io::Result<FakeHandle> {
+        let identity = match (config.tls, config.tls_identity) {
+            (TlsMode::None, _) => None,
+            (_, Some(id)) => Some(id),
+            (_, None) => Some(TlsIdentity::localhost()?),
+        };
+        let tls = identity
+            .as_ref()
+            .map(TlsIdentity::server_config)
+            .transpose()?;
         let listener = TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             protocol: config.protocol,
             message: make_message(&config.name, config.message_size),
+            tls_mode: config.tls,
+            tls,
             name: config.name,
             password: config.password,
             auth_failure_delay: config.auth_failure_delay,
@@ -315,6 +292,7 @@ impl FakeBackend {
         ));
         Ok(FakeHandle {
             addr,
+            cert_pem: identity.map(|id| id.cert_pem),
             shared,
             cancel,
             tracker,
@@ -364,6 +342,7 @@ async fn accept_loop(
 pub struct FakeHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
+    cert_pem: Option<String>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -379,7 +358,18 @@ impl FakeHandle {
             logins: c.logins.load(Ordering::Relaxed),
             failed_logins: c.failed.load(Ordering::Relaxed),
             sabotaged_logins: c.sabotaged.load(Ordering::Relaxed),
+            tls_handshakes: c.tls_handshakes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The PEM certificate it serves (a CA file for clients), if it speaks TLS.
+    pub fn cert_pem(&self) -> Option<&str> {
+        self.cert_pem.as_deref()
+    }
+
+    /// How TLS towards it works.
+    pub fn tls(&self) -> TlsMode {
+        self.shared.tls_mode
     }
 
     /// Changes the behaviour for connections accepted from now on.
@@ -448,24 +438,6 @@ impl Drop for FakeHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_round_trip_through_strings() {
-        for m in [
-            FaultMode::Normal,
-            FaultMode::NoGreeting,
-            FaultMode::StallAfterGreeting,
-            FaultMode::ResetDuringLogin,
-            FaultMode::PreauthGreeting,
-            FaultMode::InjectAfterStartTls,
-            FaultMode::SlowResponses(Duration::from_millis(250)),
-            FaultMode::Flapping(Duration::from_secs(3)),
-            FaultMode::LoginHangs,
-        ] {
-            assert_eq!(m.to_string().parse::<FaultMode>(), Ok(m));
-        }
-        assert!("bogus".parse::<FaultMode>().is_err());
-    }
 
     #[test]
     fn message_has_requested_size_and_no_dot_lines() {

@@ -1,16 +1,21 @@
-//! The POP3 fake: greeting, CAPA, XCLIENT, USER/PASS, AUTH PLAIN, STLS (only to inject),
-//! STAT, LIST, UIDL, RETR, DELE, NOOP, RSET, QUIT.
+//! The POP3 fake: greeting, CAPA, XCLIENT, USER/PASS, AUTH PLAIN, STLS, STAT, LIST, UIDL,
+//! RETR, DELE, NOOP, RSET, QUIT.
 
 use std::io;
 use std::sync::Arc;
 
-use super::conn::{Conn, LoginFate, decode_plain};
+use super::conn::{Conn, FakedVerdict, LoginFate, Upgrade, decode_plain};
 use super::{FaultMode, push_bounded};
 
 /// Runs the POP3 dialogue on one connection.
 pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
-    if conn.mode == FaultMode::NoGreeting {
-        return conn.stall().await;
+    match conn.mode {
+        FaultMode::NoGreeting => return conn.stall().await,
+        FaultMode::GreetingBye => {
+            conn.send(b"-ERR [SYS/TEMP] Server overloaded\r\n").await?;
+            return conn.finish().await;
+        }
+        _ => {}
     }
     let g = format!("+OK fake {} ready.\r\n", conn.shared.name);
     conn.send(g.as_bytes()).await?;
@@ -32,7 +37,7 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                     if conn.shared.xclient {
                         c.push_str("XCLIENT\r\n");
                     }
-                    if conn.mode == FaultMode::InjectAfterStartTls {
+                    if conn.offers_starttls() || conn.mode == FaultMode::InjectAfterStartTls {
                         c.push_str("STLS\r\n");
                     }
                 }
@@ -54,6 +59,15 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
                 conn.send(b"+OK Begin TLS negotiation now.\r\n+OK injected\r\n")
                     .await?;
                 return conn.stall().await;
+            }
+            "STLS" if conn.offers_starttls() && !authenticated => {
+                match conn
+                    .start_tls(b"+OK Begin TLS negotiation now.\r\n")
+                    .await?
+                {
+                    Upgrade::Done => continue,
+                    Upgrade::Stalled => return Ok(()),
+                }
             }
             "USER" if !authenticated => {
                 user = args.first().map(|u| (*u).to_owned());
@@ -96,22 +110,33 @@ pub(super) async fn run(conn: &mut Conn) -> io::Result<()> {
             "RETR" if authenticated && args.first() == Some(&"1") => {
                 let msg = Arc::clone(&conn.shared.message);
                 let head = format!("+OK {size} octets\r\n");
+                if conn.breaks_fetch() {
+                    return conn.broken_body(head.as_bytes(), &msg).await;
+                }
                 conn.send_parts(&[head.as_bytes(), &msg, b".\r\n"]).await?;
                 continue;
             }
             "DELE" | "NOOP" | "RSET" if authenticated => "+OK\r\n".to_owned(),
             "QUIT" => {
                 conn.send(b"+OK Logging out.\r\n").await?;
-                return Ok(());
+                return conn.finish().await;
             }
             _ => "-ERR Unknown command or wrong state.\r\n".to_owned(),
         };
         conn.send(reply.as_bytes()).await?;
+        if authenticated && conn.closes_after_login() {
+            return Ok(());
+        }
     }
     Ok(())
 }
 
 fn verdict(conn: &Conn, authenticated: &mut bool, user: &str, pass: &str) -> String {
+    match conn.faked_verdict() {
+        Some(FakedVerdict::Temp(code)) => return format!("{}\r\n", code.pop3_line()),
+        Some(FakedVerdict::Garbage) => return "hello?\r\n".to_owned(),
+        None => {}
+    }
     let ok = pass == conn.shared.password;
     conn.shared.record_login(user, ok);
     if ok {
