@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import cyrus as cyrus_harness
 from certs import Pki, make_pki
 from dovecot import Dovecot, free_port, stop_instances_under, stop_many
 from layout import BACKEND_USERS, DOMAINS, PASSWORD, PROBE_PASSWORD, PROBE_USER
@@ -51,6 +52,7 @@ def _reap_stale_sessions() -> None:
         m = re.match(r"session-\d+-(\d+)$", d.name)
         if m and not Path(f"/proc/{m.group(1)}").exists():
             stop_instances_under(d)
+            cyrus_harness.stop_instances_under(d)
     for d in sessions[:-3]:  # keep the last few for post-mortems
         m = re.match(r"session-\d+-(\d+)$", d.name)
         if m and not Path(f"/proc/{m.group(1)}").exists():
@@ -214,3 +216,86 @@ def pytest_runtest_makereport(item, call):
     backends = item.funcargs.get("backends") if hasattr(item, "funcargs") else None
     for name, b in (backends or {}).items():
         report.sections.append((f"dovecot {name} log (tail)", b.log_tail(12)))
+    for c in getattr(item, "_cyrus", []):
+        report.sections.append((f"cyrus {c.name} (tail)", c.log_tail(12)))
+
+
+# --- Cyrus, the second backend kind (tests/e2e/cyrus.py) -------------------------------------
+
+def require_cyrus() -> None:
+    """Skip when Cyrus is not installed; with CI=true a missing Cyrus fails instead."""
+    reason = cyrus_harness.missing_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the Cyrus tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _cyrus_accounts() -> dict[str, str]:
+    accounts = {u: PASSWORD for u in cyrus_harness.CYRUS_USERS}
+    accounts[cyrus_harness.CYRUS_PROBE_USER] = PROBE_PASSWORD
+    return accounts
+
+
+@pytest.fixture(scope="session")
+def cyrus_session(work_dir: Path):
+    """cyrus1: one real Cyrus IMAP 3.6 instance (IMAP + POP3 on loopback) holding
+    example.edu, shared by the session; use the ``cyrus`` fixture, which resets it."""
+    require_cyrus()
+    instance = cyrus_harness.Cyrus(
+        name=cyrus_harness.CYRUS_NAME, root=work_dir / "cyrus" / cyrus_harness.CYRUS_NAME,
+        users=_cyrus_accounts(), imap_port=free_port(), pop3_port=free_port())
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def cyrus(request, cyrus_session):
+    """The shared Cyrus, put back to normal after the test (thawed, logins answered, no
+    shutdown file), so that a failing fault test cannot break the next one."""
+    request.node._cyrus = [cyrus_session]
+    yield cyrus_session
+    cyrus_session.thaw()
+    cyrus_session.auth_mode("normal")
+    cyrus_session.shutdown_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def cyrus_factory(request, work_dir: Path):
+    """make(name, **Cyrus fields) -> a started extra Cyrus (e.g. a low maxchild) with the
+    usual example.edu accounts; stopped at teardown."""
+    require_cyrus()
+    made: list[cyrus_harness.Cyrus] = []
+    request.node._cyrus = made
+
+    def make(name: str, **kwargs) -> cyrus_harness.Cyrus:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+        instance = cyrus_harness.Cyrus(
+            name=name, root=work_dir / "cyrus" / f"{safe}-{name}-{len(made)}",
+            users=_cyrus_accounts(), imap_port=free_port(), pop3_port=free_port(), **kwargs)
+        made.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in made:
+        instance.stop()
+
+
+@pytest.fixture
+def cyrus_mailgate_factory(mailgate_factory, probe_secret_file: Path):
+    """make(cyrus, config=..., routing=..., probe=True) -> mailgate routing example.edu to
+    ``cyrus`` beside the three Dovecot backends (default routing otherwise)."""
+
+    def make(instance: cyrus_harness.Cyrus, config: dict | None = None,
+             routing: dict | None = None, probe: bool = True):
+        entry = instance.routing_backend(cyrus_harness.CYRUS_PROBE_USER if probe else None,
+                                         probe_secret_file)
+        base = {"backends": {instance.name: entry},
+                "domains": {cyrus_harness.CYRUS_DOMAIN: instance.name}}
+        return mailgate_factory(config=config, routing=merge(base, routing or {}))
+
+    return make
