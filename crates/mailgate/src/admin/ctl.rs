@@ -343,6 +343,10 @@ pub fn status_table(v: &Value) -> String {
             probe,
             s(&b["since"]),
         );
+        // What the numbers do not say: kept admitted while down, fallback in use, ...
+        if let Some(note) = b["note"].as_str() {
+            let _ = writeln!(out, "{:<14} note: {note}", "");
+        }
         // Why, for anything that is not plainly healthy.
         if b["state"] != "up" || (!p.is_null() && !probe_ok) {
             let t = &b["last_transition"];
@@ -432,6 +436,36 @@ mod tests {
         );
         assert!(out.contains("reason: 3 probe failures: greeting timed out"));
         assert!(out.contains("last probe: greeting: timed out after 2s"));
+        assert!(!out.contains("note:"), "{out}");
+    }
+
+    #[test]
+    fn status_table_shows_the_operator_note() {
+        use crate::admin::status_json::{ProcessInfo, render};
+        use crate::admin::testutil::{down_suppressed, status, table};
+        use mailgate_health::HealthState;
+        let doc = render(
+            &[status("mail1", HealthState::Up), down_suppressed("mail2")],
+            &table(),
+            ProcessInfo {
+                ready: true,
+                shutting_down: false,
+                cert_not_after: None,
+            },
+        );
+        let out = status_table(&doc);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[3].starts_with("mail2") && lines[3].contains("down*"),
+            "{out}"
+        );
+        assert_eq!(
+            lines[4].trim(),
+            "note: down, but still admitted: refusing it would exceed \
+             health.max_auto_down_share (1 of 2 backends down)",
+            "{out}"
+        );
+        assert!(out.contains("reason: 3 probe failures"), "{out}");
     }
 
     #[test]

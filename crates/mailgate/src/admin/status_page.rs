@@ -1,9 +1,11 @@
 //! `GET /`: the status page for people. One self-contained HTML document: no external
 //! assets, no JavaScript, an optional `<meta http-equiv=refresh>`. It lists every service
-//! area (a backend's `public_name`, else its name) with its state in colour and plain
-//! words, sessions against the budget, the last check's latency and since when; and a
-//! "check my domain" form (`GET /?domain=example.com`) that says which service area a
-//! domain is on and whether it is healthy.
+//! area (a backend's `public_name`, else its name) with what a new login meets there now
+//! (in colour and plain words, from [`availability`]: accepted, accepted by the area's
+//! fallback, or turned away and why), sessions against the budget, the last check's
+//! latency and since when; and a "check my domain" form (`GET /?domain=example.com`) that
+//! says which service area a domain's logins go to (exact, wildcard or default route) and
+//! what they meet there.
 //!
 //! Never shown: host names, addresses or probe errors (they may name internal hosts),
 //! unless `admin.show_addresses` asks for addresses. Everything inserted is HTML-escaped.
@@ -11,8 +13,12 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use mailgate_health::{BackendStatus, HealthState};
+use mailgate_health::BackendStatus;
 use mailgate_routing::{Backend, RouteRule, RoutingTable};
+
+pub mod availability;
+
+use self::availability::{Cause, Verdict, assess};
 
 /// What the page is built from.
 #[derive(Debug)]
@@ -48,15 +54,104 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// CSS class and plain words for a backend's state, as customers should read it.
-pub fn state_words(s: &BackendStatus) -> (&'static str, &'static str) {
-    if s.drained {
-        return ("maint", "Maintenance");
+/// How the page shows one backend: CSS class, the words in its pill, an optional line under
+/// the pill (escaped HTML) and the domain check's sentence (escaped HTML).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// `ok`, `slow`, `backup`, `busy`, `maint` or `down`.
+    pub class: &'static str,
+    /// Plain words (not yet escaped).
+    pub words: String,
+    /// Escaped HTML shown under the pill, if any.
+    pub detail: Option<String>,
+    /// Escaped HTML: what the verdict means for the reader's login.
+    pub sentence: String,
+}
+
+/// A cause as customers should read it.
+fn cause_words(cause: Cause) -> &'static str {
+    match cause {
+        Cause::Drained => "in maintenance",
+        Cause::Down => "unavailable",
+        Cause::AtBudget => "full",
     }
-    match s.state {
-        HealthState::Up => ("ok", "Operating normally"),
-        HealthState::Degraded => ("slow", "Slow"),
-        HealthState::Down => ("down", "Not accepting logins — we are working on it"),
+}
+
+/// What customers are told about a backend, by what a login meets now (see docs/admin.md):
+/// a backend the guard keeps admitted while down accepts logins, a backend whose fallback
+/// takes its logins says so, and only a backend that turns logins away says it does.
+pub fn shown(verdict: &Verdict, table: &RoutingTable) -> Shown {
+    let area = |name: &str| escape(public_name(name, table.backend(name).map(|b| &**b)));
+    let plain = |class, words: &str, sentence: &str| Shown {
+        class,
+        words: words.into(),
+        detail: None,
+        sentence: sentence.into(),
+    };
+    match verdict {
+        Verdict::Normal => plain("ok", "Operating normally", "It is healthy."),
+        Verdict::Slow => plain("slow", "Slow", "It is working, but slower than usual."),
+        Verdict::DownAdmitted => plain(
+            "slow",
+            "Accepting logins — checking a problem",
+            "Logins are accepted, but our checks report a problem that we are looking into.",
+        ),
+        Verdict::Recovering { fallback: None, .. } => plain(
+            "slow",
+            "Recovering — some logins turned away",
+            "It is coming back after a problem and accepts only part of the logins for a \
+             short while; if yours is refused, please try again in a minute.",
+        ),
+        Verdict::Recovering {
+            fallback: Some(fb), ..
+        } => {
+            let fb = area(fb);
+            Shown {
+                class: "slow",
+                words: "Recovering — accepting logins".into(),
+                detail: Some(format!("some served by <b>{fb}</b>")),
+                sentence: format!(
+                    "It is coming back after a problem; for a short while some logins are \
+                     served by <b>{fb}</b> instead."
+                ),
+            }
+        }
+        Verdict::Fallback { cause, fallback } => {
+            let fb = area(fallback);
+            let why = cause_words(*cause);
+            Shown {
+                class: "backup",
+                words: "Accepting logins via backup".into(),
+                detail: Some(format!("{why}; served by <b>{fb}</b>")),
+                sentence: format!(
+                    "Logins are accepted: while it is {why}, <b>{fb}</b> serves them."
+                ),
+            }
+        }
+        Verdict::Refused {
+            cause: Cause::Drained,
+            ..
+        } => plain(
+            "maint",
+            "Maintenance — not accepting logins",
+            "It is in maintenance and does not accept logins right now; please try again later.",
+        ),
+        Verdict::Refused {
+            cause: Cause::Down, ..
+        } => plain(
+            "down",
+            "Not accepting logins — we are working on it",
+            "Logins are refused for now; please try again later.",
+        ),
+        Verdict::Refused {
+            cause: Cause::AtBudget,
+            ..
+        } => plain(
+            "busy",
+            "Full — new logins turned away",
+            "It holds as many sessions as it can: new logins are turned away until others \
+             end. Please try again in a few minutes.",
+        ),
     }
 }
 
@@ -95,12 +190,13 @@ h1{font-size:1.6rem;margin:0 0 16px}h2{font-size:1.15rem;margin:0 0 12px}\
 .banner{font-weight:600;border-left:6px solid}\
 .banner.ok{border-color:#1a7f37}.banner.slow{border-color:#9a6700}\
 .banner.down{border-color:#cf222e}.banner.maint{border-color:#57606a}\
+.banner.busy{border-color:#bc4c00}.banner.backup{border-color:#0969da}\
 table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:9px 8px;\
 border-bottom:1px solid #eaeef2;vertical-align:middle}th{font-size:.85rem;color:#57606a;font-weight:600}\
 tr:last-child td{border-bottom:0}\
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:.9rem;font-weight:600;color:#fff}\
 .pill.ok{background:#1a7f37}.pill.slow{background:#9a6700}.pill.down{background:#cf222e}\
-.pill.maint{background:#57606a}\
+.pill.maint{background:#57606a}.pill.busy{background:#bc4c00}.pill.backup{background:#0969da}\
 .bar{width:120px;height:8px;background:#eaeef2;border-radius:4px;overflow:hidden;margin-top:4px}\
 .bar span{display:block;height:100%;background:#0969da}.bar span.high{background:#cf222e}\
 .muted{color:#57606a;font-size:.88rem}.addr{color:#57606a;font-size:.8rem;font-family:monospace}\
@@ -111,10 +207,16 @@ border-radius:6px;cursor:pointer}\
 .answer{margin-top:14px;padding:10px 14px;border-radius:6px;background:#f6f8fa;border-left:5px solid #57606a}\
 .answer.ok{border-color:#1a7f37}.answer.slow{border-color:#9a6700}.answer.down{border-color:#cf222e}\
 .answer.maint{border-color:#57606a}.answer.unknown{border-color:#57606a}\
+.answer.busy{border-color:#bc4c00}.answer.backup{border-color:#0969da}\
 footer{color:#57606a;font-size:.85rem}";
 
 /// Render the page.
 pub fn render(input: &PageInput<'_>) -> String {
+    let verdicts: Vec<Verdict> = input
+        .statuses
+        .iter()
+        .map(|s| assess(s, input.statuses, input.table))
+        .collect();
     let mut h = String::with_capacity(8192);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -128,9 +230,9 @@ pub fn render(input: &PageInput<'_>) -> String {
     h.push_str("<title>Mail service status</title>\n<style>");
     h.push_str(STYLE);
     h.push_str("</style>\n</head>\n<body>\n<main>\n<h1>Mail service status</h1>\n");
-    banner(&mut h, input.statuses);
+    banner(&mut h, &verdicts);
     domain_check(&mut h, input);
-    areas(&mut h, input);
+    areas(&mut h, input, &verdicts);
     let _ = write!(h, "<footer>Updated {}", escape(&clock(input.now)));
     if input.refresh_secs > 0 {
         let _ = write!(h, " · this page refreshes every {} s", input.refresh_secs);
@@ -139,19 +241,38 @@ pub fn render(input: &PageInput<'_>) -> String {
     h
 }
 
-fn banner(h: &mut String, statuses: &[BackendStatus]) {
-    let worst = |class: &str| statuses.iter().any(|s| state_words(s).0 == class);
-    let (class, text) = if statuses.is_empty() {
+/// The summary on top: the first line whose condition holds, worst first.
+fn banner(h: &mut String, verdicts: &[Verdict]) {
+    let any = |token: &str| verdicts.iter().any(|v| v.as_str() == token);
+    let (class, text) = if verdicts.is_empty() {
         ("maint", "No mail services are configured.")
-    } else if worst("down") {
+    } else if any("not_accepting") {
         (
             "down",
             "Some customers cannot log in to their mailbox right now. We are working on it.",
         )
-    } else if worst("slow") {
+    } else if any("full") {
+        (
+            "busy",
+            "Some mail services are full: new logins are turned away until others end.",
+        )
+    } else if any("maintenance") {
+        (
+            "maint",
+            "Some mail services are in maintenance and do not accept logins right now.",
+        )
+    } else if any("down_admitted") || any("recovering") {
+        (
+            "slow",
+            "Some mail services have problems; logins are still accepted.",
+        )
+    } else if any("slow") {
         ("slow", "Some mail services are slower than usual.")
-    } else if worst("maint") {
-        ("maint", "Some mail services are in maintenance.")
+    } else if any("fallback") {
+        (
+            "backup",
+            "Some mail services run on their backup systems; logins are accepted.",
+        )
     } else {
         ("ok", "All mail services are operating normally.")
     };
@@ -197,55 +318,50 @@ fn domain_answer(typed: &str, input: &PageInput<'_>) -> (&'static str, String) {
                 .into(),
         );
     }
-    let shown = escape(domain);
-    let route = input
-        .table
-        .lookup_domain(domain)
-        .filter(|r| r.rule != RouteRule::Default);
-    let Some(route) = route else {
+    let shown_domain = escape(domain);
+    let Some(route) = input.table.lookup_domain(domain) else {
         return (
             "unknown",
             format!(
-                "We do not know the domain <b>{shown}</b>. Please check the spelling; if it is \
-                 right, your mail is not hosted here."
+                "We do not know the domain <b>{shown_domain}</b>. Please check the spelling; if \
+                 it is right, your mail is not hosted here."
             ),
         );
     };
     let name = &route.backend.name;
     let area = escape(public_name(name, Some(&route.backend)));
+    // A domain only the default route catches: say where its logins go without claiming
+    // that the domain is hosted here.
+    let intro = if route.rule == RouteRule::Default {
+        format!(
+            "We have no entry of our own for <b>{shown_domain}</b>; logins for it go to our \
+             default service area, <b>{area}</b>"
+        )
+    } else {
+        format!("Mail for <b>{shown_domain}</b> is served by <b>{area}</b>")
+    };
     match input.statuses.iter().find(|s| &s.name == name) {
         Some(s) => {
-            let (class, words) = state_words(s);
-            let healthy = match class {
-                "ok" => "It is healthy.",
-                "slow" => "It is working, but slower than usual.",
-                "maint" => "It is in maintenance: logins may be refused for a while.",
-                _ => "Logins are refused for now; please try again later.",
-            };
+            let shown = shown(&assess(s, input.statuses, input.table), input.table);
             (
-                class,
-                format!(
-                    "Mail for <b>{shown}</b> is served by <b>{area}</b>: {}. {healthy}",
-                    escape(words)
-                ),
+                shown.class,
+                format!("{intro}: {}. {}", escape(&shown.words), shown.sentence),
             )
         }
-        None => (
-            "unknown",
-            format!("Mail for <b>{shown}</b> is served by <b>{area}</b>."),
-        ),
+        None => ("unknown", format!("{intro}.")),
     }
 }
 
-fn areas(h: &mut String, input: &PageInput<'_>) {
+fn areas(h: &mut String, input: &PageInput<'_>, verdicts: &[Verdict]) {
     h.push_str("<section class=\"card\" id=\"areas\">\n<h2>Service areas</h2>\n<table>\n");
     h.push_str(
         "<tr><th>Service area</th><th>Status</th><th>Sessions</th><th>Last check</th>\
          <th>Since</th></tr>\n",
     );
-    for s in input.statuses {
+    for (s, verdict) in input.statuses.iter().zip(verdicts) {
         let def = input.table.backend(&s.name).map(|b| &**b);
-        let (class, words) = state_words(s);
+        let shown = shown(verdict, input.table);
+        let class = shown.class;
         let _ = write!(
             h,
             "<tr class=\"backend {class}\"><td><b>{}</b>",
@@ -268,9 +384,13 @@ fn areas(h: &mut String, input: &PageInput<'_>) {
         }
         let _ = write!(
             h,
-            "</td><td><span class=\"pill {class}\">{}</span></td><td>",
-            escape(words)
+            "</td><td><span class=\"pill {class}\">{}</span>",
+            escape(&shown.words)
         );
+        if let Some(detail) = &shown.detail {
+            let _ = write!(h, "<div class=\"muted\">{detail}</div>");
+        }
+        h.push_str("</td><td>");
         sessions_cell(h, s);
         h.push_str("</td><td>");
         match &s.last_probe {

@@ -6,9 +6,7 @@ use std::time::{Duration, SystemTime};
 use mailgate_health::{BackendStatus, HealthState, ProbeResult, Protocol};
 use mailgate_routing::RoutingTable;
 
-/// Two backends: mail1 (public name with markup) and mail2 (none), a default.
-pub fn table() -> RoutingTable {
-    let yaml = r#"
+const TABLE: &str = r#"
 backends:
   mail1:
     host: mail1.internal
@@ -24,9 +22,54 @@ domains:
   "*.example.net": mail2
 default: mail1
 "#;
+
+/// Routing from YAML (panics on an invalid file: fixtures only).
+pub fn routing(yaml: &str) -> RoutingTable {
     RoutingTable::parse(yaml, Path::new("routing.yaml"))
         .expect("valid routing")
         .table
+}
+
+/// Two backends: mail1 (public name with markup) and mail2 (none), a default.
+pub fn table() -> RoutingTable {
+    routing(TABLE)
+}
+
+/// [`table`] with each backend the other's `fallback`.
+pub fn fallback_table() -> RoutingTable {
+    let yaml = TABLE
+        .replace(
+            "    public_name: \"Area <A>\"\n",
+            "    public_name: \"Area <A>\"\n    fallback: mail2\n",
+        )
+        .replace(
+            "    host: 10.0.0.12\n",
+            "    host: 10.0.0.12\n    fallback: mail1\n",
+        );
+    let t = routing(&yaml);
+    assert_eq!(
+        t.backend("mail1").and_then(|b| b.fallback.as_deref()),
+        Some("mail2")
+    );
+    assert_eq!(
+        t.backend("mail2").and_then(|b| b.fallback.as_deref()),
+        Some("mail1")
+    );
+    t
+}
+
+/// [`table`] without `default:`.
+pub fn table_without_default() -> RoutingTable {
+    routing(&TABLE.replace("default: mail1\n", ""))
+}
+
+/// `status(name, Down)` that the blast-radius guard keeps admitted.
+pub fn down_suppressed(name: &str) -> BackendStatus {
+    BackendStatus {
+        down_suppressed: true,
+        admitting: true,
+        ..status(name, HealthState::Down)
+    }
 }
 
 /// A backend status in `state`, with a probe and a transition.
