@@ -1,26 +1,20 @@
-//! The probe conversations over an already connected stream, so that the server's prober
-//! only dials (DNS, TCP, implicit TLS) and hands the stream over.
+//! What a probe does once it is logged in, over an already open stream: IMAP `SELECT
+//! INBOX` then `LOGOUT`, POP3 `STAT` then `QUIT` — the steps that catch a backend whose
+//! mailbox database is deadlocked while logins still work. A probe without an account
+//! only says goodbye (`LOGOUT` / `QUIT`).
 //!
-//! IMAP: greeting, [STARTTLS], CAPABILITY, LOGOUT; with a probe account the login is relayed
-//! by mailgate-proto's `ImapUpstream` (greeting, capabilities, STARTTLS, LOGIN exactly as for
-//! real clients), then `SELECT INBOX` and `LOGOUT`. POP3: greeting, [STLS], CAPA, QUIT; with
-//! an account `Pop3Upstream` logs in, then `STAT` and `QUIT`. Every wait for the backend is
-//! limited by `timeout` and a failure names its step. The reported latency is the slowest
-//! single wait.
+//! Everything up to the login verdict (resolve, connect, PROXY header, TLS, greeting,
+//! capabilities, STARTTLS, the login replay) is done by the server's backend client, the
+//! same code that relays client logins; this module never sees credentials. Every wait for
+//! the backend is limited by `timeout`, and a failure names its step.
 
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::time::Duration;
 
-use mailgate_proto::UpstreamConfig;
-use mailgate_proto::imap::ImapUpstream;
-use mailgate_proto::pop3::Pop3Upstream;
-use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict, Secret, UpstreamAction};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::probe::{ProbeError, ProbeOutcome, ProbeStep};
+use crate::probe::{ProbeError, ProbeStep};
+use crate::settings::Protocol;
 
 /// A connected stream to a backend.
 pub trait ProbeStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -28,40 +22,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ProbeStream for T {}
 
 /// A boxed [`ProbeStream`].
 pub type BoxStream = Box<dyn ProbeStream>;
-
-/// Performs the TLS handshake after STARTTLS / STLS (supplied by the server).
-pub type TlsUpgrade = Box<
-    dyn FnOnce(BoxStream) -> Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send>> + Send,
->;
-
-/// The probe account of a backend.
-#[derive(Debug, Clone)]
-pub struct ProbeAccount {
-    /// Login name.
-    pub user: String,
-    /// Password (never logged).
-    pub password: Secret,
-}
-
-/// How to run one probe conversation.
-pub struct Conversation {
-    /// Limit for each wait on the backend.
-    pub timeout: Duration,
-    /// Log in with this account (and open INBOX / STAT).
-    pub account: Option<ProbeAccount>,
-    /// Backend `tls: starttls`: how to upgrade the stream.
-    pub starttls: Option<TlsUpgrade>,
-}
-
-impl std::fmt::Debug for Conversation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conversation")
-            .field("timeout", &self.timeout)
-            .field("account", &self.account)
-            .field("starttls", &self.starttls.is_some())
-            .finish()
-    }
-}
 
 struct Wire {
     stream: BoxStream,
@@ -74,29 +34,19 @@ const MAX_LINE: usize = 16 * 1024;
 
 impl Wire {
     async fn send(&mut self, bytes: &[u8], step: ProbeStep) -> Result<(), ProbeError> {
-        match tokio::time::timeout(self.timeout, self.stream.write_all(bytes)).await {
+        let io = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.timeout, io).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ProbeError::new(step, format!("write failed: {}", e.kind()))),
             Err(_) => Err(ProbeError::timeout(step, self.timeout)),
         }
     }
 
-    /// Read once (under the timeout) and return the new bytes.
-    async fn chunk(&mut self, step: ProbeStep) -> Result<Vec<u8>, ProbeError> {
-        let mut tmp = vec![0u8; 4096];
-        let started = Instant::now();
-        let n = match tokio::time::timeout(self.timeout, self.stream.read(&mut tmp)).await {
-            Ok(Ok(0)) => return Err(ProbeError::new(step, "connection closed by backend")),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(ProbeError::new(step, format!("read failed: {}", e.kind()))),
-            Err(_) => return Err(ProbeError::timeout(step, self.timeout)),
-        };
-        self.slowest = self.slowest.max(started.elapsed());
-        tmp.truncate(n);
-        Ok(tmp)
-    }
-
     async fn line(&mut self, step: ProbeStep) -> Result<String, ProbeError> {
+        let mut tmp = [0u8; 4096];
         loop {
             if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.buf.drain(..pos + 2).take(pos).collect();
@@ -105,8 +55,17 @@ impl Wire {
             if self.buf.len() > MAX_LINE {
                 return Err(ProbeError::new(step, "oversized line"));
             }
-            let more = self.chunk(step).await?;
-            self.buf.extend_from_slice(&more);
+            let started = Instant::now();
+            let n = match tokio::time::timeout(self.timeout, self.stream.read(&mut tmp)).await {
+                Ok(Ok(0)) => return Err(ProbeError::new(step, "connection closed by backend")),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    return Err(ProbeError::new(step, format!("read failed: {}", e.kind())));
+                }
+                Err(_) => return Err(ProbeError::timeout(step, self.timeout)),
+            };
+            self.slowest = self.slowest.max(started.elapsed());
+            self.buf.extend_from_slice(&tmp[..n]);
         }
     }
 
@@ -117,34 +76,6 @@ impl Wire {
             if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
                 return expect_ok(rest, "OK", step);
             }
-        }
-    }
-
-    async fn upgrade(&mut self, upgrade: Option<TlsUpgrade>) -> Result<(), ProbeError> {
-        let Some(upgrade) = upgrade else {
-            return Err(ProbeError::new(
-                ProbeStep::StartTls,
-                "no TLS upgrade supplied",
-            ));
-        };
-        if !self.buf.is_empty() {
-            return Err(ProbeError::new(
-                ProbeStep::StartTls,
-                "bytes after STARTTLS reply",
-            ));
-        }
-        let placeholder: BoxStream = Box::new(tokio::io::duplex(1).0);
-        let stream = std::mem::replace(&mut self.stream, placeholder);
-        match tokio::time::timeout(self.timeout, upgrade(stream)).await {
-            Ok(Ok(s)) => {
-                self.stream = s;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(ProbeError::new(
-                ProbeStep::Tls,
-                format!("handshake failed: {e}"),
-            )),
-            Err(_) => Err(ProbeError::timeout(ProbeStep::Tls, self.timeout)),
         }
     }
 }
@@ -161,163 +92,79 @@ fn expect_ok(status: &str, ok: &str, step: ProbeStep) -> Result<(), ProbeError> 
     }
 }
 
-fn login_request(account: &ProbeAccount) -> LoginRequest {
-    LoginRequest {
-        credentials: Credentials::Password {
-            authzid: None,
-            authcid: account.user.clone(),
-            password: account.password.clone(),
-        },
-    }
-}
-
-/// Probe an IMAP backend over `stream`.
-pub async fn imap_probe(stream: BoxStream, conv: Conversation) -> ProbeOutcome {
-    run(stream, conv, true).await
-}
-
-/// Probe a POP3 backend over `stream`.
-pub async fn pop3_probe(stream: BoxStream, conv: Conversation) -> ProbeOutcome {
-    run(stream, conv, false).await
-}
-
-async fn run(stream: BoxStream, conv: Conversation, imap: bool) -> ProbeOutcome {
-    let started = Instant::now();
-    let mut wire = Wire {
+/// After an accepted probe login: open the mailbox (`SELECT INBOX` / `STAT`), then say
+/// goodbye. `buffered` holds what the backend sent after its verdict. Returns the slowest
+/// single wait.
+pub async fn after_login(
+    stream: BoxStream,
+    buffered: Vec<u8>,
+    protocol: Protocol,
+    timeout: Duration,
+) -> Result<Duration, ProbeError> {
+    let mut w = Wire {
         stream,
-        buf: Vec::new(),
-        timeout: conv.timeout,
+        buf: buffered,
+        timeout,
         slowest: Duration::ZERO,
     };
-    let result = match (imap, conv.account.clone()) {
-        (true, None) => imap_plain(&mut wire, conv.starttls).await,
-        (false, None) => pop3_plain(&mut wire, conv.starttls).await,
-        (true, Some(acct)) => imap_login(&mut wire, conv.starttls, &acct).await,
-        (false, Some(acct)) => pop3_login(&mut wire, conv.starttls, &acct).await,
-    };
-    let _ = wire.stream.shutdown().await;
-    match result {
-        Ok(()) => ProbeOutcome::ok(wire.slowest, started.elapsed()),
-        Err(e) => ProbeOutcome::failed(e, started.elapsed()),
-    }
-}
-
-async fn imap_plain(w: &mut Wire, starttls: Option<TlsUpgrade>) -> Result<(), ProbeError> {
-    let greeting = w.line(ProbeStep::Greeting).await?;
-    expect_ok(
-        greeting.strip_prefix("* ").unwrap_or(&greeting),
-        "OK",
-        ProbeStep::Greeting,
-    )?;
-    if starttls.is_some() {
-        w.send(b"p0 STARTTLS\r\n", ProbeStep::StartTls).await?;
-        w.tagged("p0", ProbeStep::StartTls).await?;
-        w.upgrade(starttls).await?;
-    }
-    w.send(b"p1 CAPABILITY\r\n", ProbeStep::Capability).await?;
-    w.tagged("p1", ProbeStep::Capability).await?;
-    w.send(b"p2 LOGOUT\r\n", ProbeStep::Logout).await?;
-    w.tagged("p2", ProbeStep::Logout).await
-}
-
-async fn pop3_plain(w: &mut Wire, starttls: Option<TlsUpgrade>) -> Result<(), ProbeError> {
-    let greeting = w.line(ProbeStep::Greeting).await?;
-    expect_ok(&greeting, "+OK", ProbeStep::Greeting)?;
-    if starttls.is_some() {
-        w.send(b"STLS\r\n", ProbeStep::StartTls).await?;
-        let reply = w.line(ProbeStep::StartTls).await?;
-        expect_ok(&reply, "+OK", ProbeStep::StartTls)?;
-        w.upgrade(starttls).await?;
-    }
-    w.send(b"CAPA\r\n", ProbeStep::Capability).await?;
-    // A backend without CAPA answers -ERR: it is alive, which is all this step asks.
-    if w.line(ProbeStep::Capability).await?.starts_with("+OK") {
-        while w.line(ProbeStep::Capability).await? != "." {}
-    }
-    w.send(b"QUIT\r\n", ProbeStep::Logout).await?;
-    let bye = w.line(ProbeStep::Logout).await?;
-    expect_ok(&bye, "+OK", ProbeStep::Logout)
-}
-
-/// Drive an upstream engine through the login; leaves unread bytes in `w.buf`.
-macro_rules! relay_login {
-    ($w:expr, $engine:expr, $starttls:expr) => {{
-        let mut starttls = $starttls;
-        let mut step = ProbeStep::Greeting;
-        loop {
-            match $engine.next_action() {
-                Err(e) => return Err(ProbeError::new(step, e.to_string())),
-                Ok(Some(UpstreamAction::Send(bytes))) => {
-                    $w.send(&bytes, step).await?;
-                    if step == ProbeStep::Greeting {
-                        step = ProbeStep::Capability;
-                    }
-                }
-                Ok(Some(UpstreamAction::StartTls)) => {
-                    $w.upgrade(starttls.take()).await?;
-                    $engine.tls_started();
-                }
-                Ok(Some(UpstreamAction::CredentialsNext)) => step = ProbeStep::Login,
-                Ok(Some(UpstreamAction::Done(verdict))) => match verdict {
-                    LoginVerdict::Accepted(_) => break,
-                    LoginVerdict::Rejected(reply) => {
-                        let status = String::from_utf8_lossy(&reply.status).into_owned();
-                        let short: String = status.chars().take(80).collect();
-                        return Err(ProbeError::new(
-                            ProbeStep::Login,
-                            format!("refused: {short}"),
-                        ));
-                    }
-                    other => {
-                        return Err(ProbeError::new(ProbeStep::Login, format!("{other:?}")));
-                    }
-                },
-                Ok(None) => {
-                    let bytes = $w.chunk(step).await?;
-                    $engine.feed(&bytes);
-                }
+    let result = match protocol {
+        Protocol::Imap => {
+            async {
+                w.send(b"p1 SELECT INBOX\r\n", ProbeStep::Mailbox).await?;
+                w.tagged("p1", ProbeStep::Mailbox).await?;
+                w.send(b"p2 LOGOUT\r\n", ProbeStep::Logout).await?;
+                w.tagged("p2", ProbeStep::Logout).await
             }
+            .await
         }
-        $engine.into_remaining()
-    }};
+        Protocol::Pop3 => {
+            async {
+                w.send(b"STAT\r\n", ProbeStep::Mailbox).await?;
+                let stat = w.line(ProbeStep::Mailbox).await?;
+                expect_ok(&stat, "+OK", ProbeStep::Mailbox)?;
+                w.send(b"QUIT\r\n", ProbeStep::Logout).await?;
+                let bye = w.line(ProbeStep::Logout).await?;
+                expect_ok(&bye, "+OK", ProbeStep::Logout)
+            }
+            .await
+        }
+    };
+    let _ = tokio::time::timeout(timeout, w.stream.shutdown()).await;
+    result.map(|()| w.slowest)
 }
 
-async fn imap_login(
-    w: &mut Wire,
-    starttls: Option<TlsUpgrade>,
-    account: &ProbeAccount,
-) -> Result<(), ProbeError> {
-    let config = UpstreamConfig {
-        limits: Limits::default(),
-        starttls: starttls.is_some(),
-        forward: None,
+/// A probe without an account, once the backend greeted and answered its capabilities:
+/// `LOGOUT` / `QUIT`, which must be answered. Returns the slowest single wait.
+pub async fn logout(
+    stream: BoxStream,
+    protocol: Protocol,
+    timeout: Duration,
+) -> Result<Duration, ProbeError> {
+    let mut w = Wire {
+        stream,
+        buf: Vec::new(),
+        timeout,
+        slowest: Duration::ZERO,
     };
-    let mut engine = ImapUpstream::new(config, login_request(account));
-    w.buf = relay_login!(w, engine, starttls);
-    w.send(b"p1 SELECT INBOX\r\n", ProbeStep::Mailbox).await?;
-    w.tagged("p1", ProbeStep::Mailbox).await?;
-    w.send(b"p2 LOGOUT\r\n", ProbeStep::Logout).await?;
-    w.tagged("p2", ProbeStep::Logout).await
-}
-
-async fn pop3_login(
-    w: &mut Wire,
-    starttls: Option<TlsUpgrade>,
-    account: &ProbeAccount,
-) -> Result<(), ProbeError> {
-    let config = UpstreamConfig {
-        limits: Limits::default(),
-        starttls: starttls.is_some(),
-        forward: None,
+    let result = match protocol {
+        Protocol::Imap => {
+            async {
+                w.send(b"p9 LOGOUT\r\n", ProbeStep::Logout).await?;
+                w.tagged("p9", ProbeStep::Logout).await
+            }
+            .await
+        }
+        Protocol::Pop3 => {
+            async {
+                w.send(b"QUIT\r\n", ProbeStep::Logout).await?;
+                let bye = w.line(ProbeStep::Logout).await?;
+                expect_ok(&bye, "+OK", ProbeStep::Logout)
+            }
+            .await
+        }
     };
-    let mut engine = Pop3Upstream::new(config, login_request(account));
-    w.buf = relay_login!(w, engine, starttls);
-    w.send(b"STAT\r\n", ProbeStep::Mailbox).await?;
-    let stat = w.line(ProbeStep::Mailbox).await?;
-    expect_ok(&stat, "+OK", ProbeStep::Mailbox)?;
-    w.send(b"QUIT\r\n", ProbeStep::Logout).await?;
-    let bye = w.line(ProbeStep::Logout).await?;
-    expect_ok(&bye, "+OK", ProbeStep::Logout)
+    let _ = tokio::time::timeout(timeout, w.stream.shutdown()).await;
+    result.map(|()| w.slowest)
 }
 
 #[cfg(test)]

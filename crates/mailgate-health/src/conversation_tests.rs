@@ -1,16 +1,11 @@
-//! Probe conversations against scripted fake backends over in-memory streams.
+//! The after-login probe steps against scripted fake backends over in-memory streams.
 
 use super::*;
 use tokio::io::DuplexStream;
 
-/// A fake backend: sends `greeting`, then answers each received line with the reply the
-/// script maps it to (`None`: never answer).
-async fn backend(
-    mut s: DuplexStream,
-    greeting: &str,
-    script: Vec<(&'static str, Option<&'static str>)>,
-) {
-    let _ = s.write_all(greeting.as_bytes()).await;
+/// A fake backend: answers each received line with the reply the script maps it to
+/// (`None`: never answer).
+async fn backend(mut s: DuplexStream, script: Vec<(&'static str, Option<&'static str>)>) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 1024];
     loop {
@@ -35,92 +30,79 @@ async fn backend(
     }
 }
 
-fn conv(account: bool) -> Conversation {
-    Conversation {
-        timeout: Duration::from_secs(3),
-        account: account.then(|| ProbeAccount {
-            user: "probe@probe.example.net".into(),
-            password: Secret::new("s3cret"),
-        }),
-        starttls: None,
-    }
-}
+const T: Duration = Duration::from_secs(3);
 
-#[tokio::test(start_paused = true)]
-async fn imap_without_account_checks_greeting_and_capability() {
+#[tokio::test]
+async fn imap_select_and_logout() {
     let (a, b) = tokio::io::duplex(4096);
     tokio::spawn(backend(
         b,
-        "* OK ready\r\n",
         vec![
             (
-                "CAPABILITY",
-                Some("* CAPABILITY IMAP4rev1\r\np1 OK done\r\n"),
+                "SELECT INBOX",
+                Some("* 0 EXISTS\r\np1 OK [READ-WRITE] Select completed.\r\n"),
             ),
-            ("LOGOUT", Some("* BYE\r\np2 OK bye\r\n")),
+            ("LOGOUT", Some("* BYE\r\np2 OK Logout completed.\r\n")),
         ],
     ));
-    let out = imap_probe(Box::new(a), conv(false)).await;
-    assert_eq!(out.result, Ok(()));
+    assert!(
+        after_login(Box::new(a), Vec::new(), Protocol::Imap, T)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn imap_login_probe_catches_a_hanging_mailbox() {
     let (a, b) = tokio::io::duplex(4096);
-    tokio::spawn(backend(
-        b,
-        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n",
-        vec![
-            ("LOGIN", Some("mg1 OK [CAPABILITY IMAP4rev1] Logged in\r\n")),
-            (
-                "AUTHENTICATE",
-                Some("mg1 OK [CAPABILITY IMAP4rev1] Logged in\r\n"),
-            ),
-            ("SELECT", None),
-        ],
-    ));
-    let out = imap_probe(Box::new(a), conv(true)).await;
-    let err = out.result.expect_err("SELECT hangs");
-    assert_eq!(err.to_string(), "mailbox timed out after 3s");
+    tokio::spawn(backend(b, vec![("SELECT INBOX", None)]));
+    let err = after_login(Box::new(a), Vec::new(), Protocol::Imap, T)
+        .await
+        .expect_err("hangs");
+    assert_eq!(err.step, ProbeStep::Mailbox);
+    assert!(err.what.contains("timed out"), "{err}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn imap_login_refused_names_the_login_step() {
+#[tokio::test]
+async fn imap_refused_select_names_the_step() {
     let (a, b) = tokio::io::duplex(4096);
     tokio::spawn(backend(
         b,
-        "* OK [CAPABILITY IMAP4rev1] ready\r\n",
-        vec![
-            ("LOGIN", Some("mg1 NO [AUTHENTICATIONFAILED] nope\r\n")),
-            (
-                "AUTHENTICATE",
-                Some("mg1 NO [AUTHENTICATIONFAILED] nope\r\n"),
-            ),
-        ],
+        vec![("SELECT INBOX", Some("p1 NO [SERVERBUG] broken\r\n"))],
     ));
-    let out = imap_probe(Box::new(a), conv(true)).await;
-    let err = out.result.expect_err("refused");
-    assert_eq!(err.step, ProbeStep::Login);
-    assert!(!err.to_string().contains("s3cret"));
+    let err = after_login(Box::new(a), Vec::new(), Protocol::Imap, T)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.step, ProbeStep::Mailbox);
+    assert!(err.what.contains("NO [SERVERBUG]"), "{err}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn pop3_without_account_and_a_silent_greeting() {
+#[tokio::test]
+async fn pop3_stat_and_quit_with_buffered_bytes() {
     let (a, b) = tokio::io::duplex(4096);
     tokio::spawn(backend(
         b,
-        "+OK POP3 ready\r\n",
-        vec![
-            ("CAPA", Some("+OK\r\nUSER\r\n.\r\n")),
-            ("QUIT", Some("+OK bye\r\n")),
-        ],
+        vec![("STAT", Some("+OK 0 0\r\n")), ("QUIT", Some("+OK bye\r\n"))],
     ));
-    assert_eq!(pop3_probe(Box::new(a), conv(false)).await.result, Ok(()));
-
-    let (a, _b) = tokio::io::duplex(4096);
-    let out = pop3_probe(Box::new(a), conv(false)).await;
-    assert_eq!(
-        out.result.expect_err("silent").to_string(),
-        "greeting timed out after 3s"
+    assert!(
+        after_login(Box::new(a), Vec::new(), Protocol::Pop3, T)
+            .await
+            .is_ok()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn logout_without_an_answer_fails() {
+    let (a, b) = tokio::io::duplex(4096);
+    tokio::spawn(backend(b, vec![("QUIT", None)]));
+    let err = logout(Box::new(a), Protocol::Pop3, T)
+        .await
+        .expect_err("silent");
+    assert_eq!(err.step, ProbeStep::Logout);
+    let (a, b) = tokio::io::duplex(4096);
+    tokio::spawn(backend(
+        b,
+        vec![("LOGOUT", Some("* BYE\r\np9 OK done\r\n"))],
+    ));
+    assert!(logout(Box::new(a), Protocol::Imap, T).await.is_ok());
 }

@@ -14,9 +14,7 @@ pub mod settings;
 pub mod view;
 
 pub use admission::{LoginPermit, Refusal, RefusalReason, SessionGuard};
-pub use conversation::{
-    BoxStream, Conversation, ProbeAccount, ProbeStream, TlsUpgrade, imap_probe, pop3_probe,
-};
+pub use conversation::{BoxStream, ProbeStream, after_login, logout};
 pub use kick::{
     Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,
 };

@@ -54,15 +54,35 @@ impl fmt::Display for HealthState {
 /// What real sessions tell about a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassiveSignal {
-    /// TCP (or TLS) connect to the backend failed or timed out.
+    /// TCP connect to the backend failed (refused, unreachable, reset before the greeting).
     ConnectFailed,
+    /// TCP connect did not finish in time.
+    ConnectTimeout,
+    /// The TLS handshake with the backend failed.
+    TlsFailed,
+    /// The TLS handshake with the backend did not finish in time.
+    TlsTimeout,
     /// The backend sent no greeting in time.
     GreetingTimeout,
-    /// The backend gave no verdict on a login in time.
+    /// The backend's greeting refused the connection (`* BYE`, `-ERR`).
+    GreetingRefused,
+    /// The backend gave no answer in time after its greeting (capabilities, STARTTLS,
+    /// ID, XCLIENT or the login verdict), or a write to it stalled.
     LoginTimeout,
-    /// The backend answered a login (accepted or rejected) after this long, measured from
-    /// sending the credentials to the verdict.
+    /// The connection broke during the login relay.
+    ConnectionLost,
+    /// The backend broke the protocol (garbage, oversized lines, PREAUTH, injection).
+    ProtocolError,
+    /// The backend refused the login for reasons of its own (`NO [UNAVAILABLE]`,
+    /// `-ERR [SYS/TEMP]`, a `BYE` instead of a verdict).
+    TemporaryFailure,
+    /// The backend accepted a login after this long, measured from sending the
+    /// credentials to the verdict. Feeds the latency window.
     LoginLatency(Duration),
+    /// The backend answered a login properly but refused the credentials: it is alive (the
+    /// failure count starts over), but the answer carries the backend's deliberate failure
+    /// delay, so it never feeds the latency window.
+    Answered,
 }
 
 impl PassiveSignal {
@@ -70,9 +90,17 @@ impl PassiveSignal {
     pub fn as_str(self) -> &'static str {
         match self {
             PassiveSignal::ConnectFailed => "connect failed",
+            PassiveSignal::ConnectTimeout => "connect timed out",
+            PassiveSignal::TlsFailed => "tls handshake failed",
+            PassiveSignal::TlsTimeout => "tls handshake timed out",
             PassiveSignal::GreetingTimeout => "greeting timed out",
+            PassiveSignal::GreetingRefused => "greeting refused",
             PassiveSignal::LoginTimeout => "login timed out",
+            PassiveSignal::ConnectionLost => "connection lost during login",
+            PassiveSignal::ProtocolError => "protocol error",
+            PassiveSignal::TemporaryFailure => "temporary failure",
             PassiveSignal::LoginLatency(_) => "login answered",
+            PassiveSignal::Answered => "login refused",
         }
     }
 }
@@ -226,6 +254,12 @@ impl BackendHealth {
                 self.passive_failures = 0;
                 self.push_latency(latency, now);
                 self.evaluate_latency(now)
+            }
+            HealthEvent::Passive(PassiveSignal::Answered) => {
+                if self.state != HealthState::Down {
+                    self.passive_failures = 0;
+                }
+                None
             }
             HealthEvent::Passive(signal) => self.passive_failed(signal, now),
         }

@@ -61,8 +61,13 @@ impl fmt::Display for CloseReason {
 pub enum LoginVerdict {
     /// The backend accepted the login.
     Accepted(BackendReply),
-    /// The backend refused the login (wrong password, ...): its answer is passed on.
+    /// The backend refused the credentials (wrong password, ...): its answer is passed on,
+    /// and the refusal carries the failed-login penalties.
     Rejected(BackendReply),
+    /// The backend could not log the user in for now (`NO [UNAVAILABLE]`,
+    /// `-ERR [SYS/TEMP]`, `-ERR [IN-USE]`, ...): its answer is passed on at once, with no
+    /// failed-login penalty; [`TempScope::Backend`] counts against the backend's health.
+    Temporary(BackendReply, crate::verdict::TempScope),
     /// mailgate refuses like a wrong password (unknown domain, no route).
     AuthFailed,
     /// The backend does not admit or could not be reached: `NO [UNAVAILABLE] msg` /

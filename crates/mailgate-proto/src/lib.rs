@@ -23,6 +23,7 @@ pub mod pop3;
 pub mod protocol;
 pub mod sasl;
 pub mod secret;
+pub mod verdict;
 
 pub use action::{CloseReason, FrontAction, LoginVerdict, UpstreamAction, UpstreamError};
 pub use config::{FrontConfig, UpstreamConfig};
@@ -30,3 +31,4 @@ pub use limits::Limits;
 pub use login::{ClientAddr, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 pub use protocol::Protocol;
 pub use secret::Secret;
+pub use verdict::{Refusal, TempScope};

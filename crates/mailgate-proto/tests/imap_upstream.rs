@@ -41,6 +41,9 @@ fn run(up: &mut ImapUpstream, input: &[u8]) -> Vec<String> {
                 UpstreamAction::CredentialsNext => "CRED".into(),
                 UpstreamAction::Done(LoginVerdict::Accepted(r)) => done("OK", &r),
                 UpstreamAction::Done(LoginVerdict::Rejected(r)) => done("NO", &r),
+                UpstreamAction::Done(LoginVerdict::Temporary(r, scope)) => {
+                    done(&format!("TEMP({scope:?})"), &r)
+                }
                 UpstreamAction::Done(other) => format!("DONE:{other:?}"),
             }),
             Err(e) => {
@@ -158,7 +161,51 @@ fn plain_without_sasl_ir_waits_for_continuation() {
         ["CRED", "S:mg1 AUTHENTICATE PLAIN\r\n"]
     );
     assert_eq!(run(&mut up, b"+ \r\n"), ["S:egB1AHA=\r\n"]);
-    assert_eq!(run(&mut up, b"mg1 BAD no\r\n"), ["ERR:Bad"]);
+    // BAD to the login is the backend refusing what the client supplied: refused
+    // credentials, never the backend's fault.
+    assert_eq!(run(&mut up, b"mg1 BAD no\r\n"), ["DONE:NO:|BAD no"]);
+}
+
+#[test]
+fn temporary_refusals_are_told_apart_from_wrong_passwords() {
+    for (line, want) in [
+        (
+            &b"mg1 NO [UNAVAILABLE] Internal error occurred.\r\n"[..],
+            "DONE:TEMP(Backend):|NO [UNAVAILABLE] Internal error occurred.",
+        ),
+        (
+            b"mg1 NO [SERVERBUG] x\r\n",
+            "DONE:TEMP(Backend):|NO [SERVERBUG] x",
+        ),
+        (
+            b"mg1 NO [INUSE] locked\r\n",
+            "DONE:TEMP(Mailbox):|NO [INUSE] locked",
+        ),
+        (
+            b"mg1 NO [LIMIT] too many\r\n",
+            "DONE:TEMP(Mailbox):|NO [LIMIT] too many",
+        ),
+        (
+            b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+            "DONE:NO:|NO [AUTHENTICATIONFAILED] Authentication failed.",
+        ),
+        (b"mg1 NO Login failed\r\n", "DONE:NO:|NO Login failed"),
+    ] {
+        let mut up = ImapUpstream::new(config(false, None), password(None, "u", b"p"));
+        assert_eq!(
+            run(&mut up, b"* OK [CAPABILITY IMAP4rev1] hi\r\n"),
+            ["CRED", "S:mg1 LOGIN \"u\" \"p\"\r\n"]
+        );
+        assert_eq!(run(&mut up, line), [want]);
+    }
+    // A BYE instead of a verdict is the backend's trouble.
+    let mut up = ImapUpstream::new(config(false, None), password(None, "u", b"p"));
+    run(&mut up, b"* OK [CAPABILITY IMAP4rev1] hi\r\n");
+    assert_eq!(run(&mut up, b"* BYE Internal error\r\n"), ["ERR:Bye"]);
+    // Something that is not a verdict at all is garbage.
+    let mut up = ImapUpstream::new(config(false, None), password(None, "u", b"p"));
+    run(&mut up, b"* OK [CAPABILITY IMAP4rev1] hi\r\n");
+    assert_eq!(run(&mut up, b"mg1 WHATEVER zz\r\n"), ["ERR:Malformed"]);
 }
 
 #[test]

@@ -176,6 +176,93 @@ fn oauth_replay_and_error_challenge() {
     );
 }
 
+/// Real OAuth tokens (JWTs) do not fit one 255-octet POP3 command: `AUTH XOAUTH2` goes
+/// alone, the response follows on the first `+`, and a rejection comes as a second `+`
+/// (the error challenge) and then `-ERR [AUTH]`. That is a refused credential, never a
+/// backend fault — for every token size from 1 to 8 KB.
+#[test]
+fn long_oauth_tokens_rejected_as_credentials() {
+    for mech in [OAuthMechanism::XOAuth2, OAuthMechanism::OAuthBearer] {
+        for kb in 1..=8usize {
+            let token = "t".repeat(kb * 1024);
+            let response = match mech {
+                OAuthMechanism::XOAuth2 => format!("user=a@b\x01auth=Bearer {token}\x01\x01"),
+                OAuthMechanism::OAuthBearer => format!("n,a=a@b,\x01auth=Bearer {token}\x01\x01"),
+            };
+            let login = LoginRequest {
+                credentials: Credentials::OAuth {
+                    mechanism: mech,
+                    user: "a@b".into(),
+                    initial_response: Secret::new(response.as_bytes()),
+                },
+            };
+            let mut u = Pop3Upstream::new(cfg(false, false), login);
+            let capa = format!("+OK hi\r\n+OK\r\nSASL {}\r\n.\r\n", mech.name());
+            let got = run(&mut u, capa.as_bytes()).expect("capa");
+            assert_eq!(
+                got.last(),
+                Some(&send(&format!("AUTH {}\r\n", mech.name())))
+            );
+            // First `+`: the response itself, base64 on its own line.
+            let got = run(&mut u, b"+ \r\n").expect("response");
+            let [Send(line)] = got.as_slice() else {
+                panic!("{kb} KB: {got:?}");
+            };
+            assert!(line.len() > kb * 1024 && line.ends_with(b"\r\n"));
+            // Second `+`: the error challenge, answered with the dummy response.
+            let dummy = match mech {
+                OAuthMechanism::XOAuth2 => "\r\n",
+                OAuthMechanism::OAuthBearer => "AQ==\r\n",
+            };
+            assert_eq!(
+                run(&mut u, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+                Ok(vec![send(dummy)]),
+                "{kb} KB"
+            );
+            assert_eq!(
+                run(&mut u, b"-ERR [AUTH] Invalid token\r\n"),
+                Ok(vec![verdict(false, "-ERR [AUTH] Invalid token")]),
+                "{kb} KB"
+            );
+        }
+    }
+}
+
+#[test]
+fn temporary_refusals_carry_their_scope() {
+    use mailgate_proto::TempScope;
+    for (line, scope) in [
+        (
+            "-ERR [SYS/TEMP] Temporary internal failure",
+            Some(TempScope::Backend),
+        ),
+        (
+            "-ERR [IN-USE] Mailbox locked by another session",
+            Some(TempScope::Mailbox),
+        ),
+        ("-ERR [LOGIN-DELAY] wait", Some(TempScope::Mailbox)),
+        ("-ERR [AUTH] Authentication failed.", None),
+        ("-ERR Authentication failed.", None),
+    ] {
+        let mut u = Pop3Upstream::new(cfg(false, false), pw(None, "u", "p"));
+        run(&mut u, DOVECOT_CAPA_WITH_GREETING).expect("capa");
+        run(&mut u, b"+OK\r\n").expect("user");
+        let got = run(&mut u, format!("{line}\r\n").as_bytes()).expect("verdict");
+        let reply = BackendReply {
+            untagged: vec![],
+            status: line.as_bytes().to_vec(),
+        };
+        let want = match scope {
+            Some(scope) => Done(LoginVerdict::Temporary(reply, scope)),
+            None => Done(LoginVerdict::Rejected(reply)),
+        };
+        assert_eq!(got, vec![want], "{line}");
+    }
+}
+
+const DOVECOT_CAPA_WITH_GREETING: &[u8] = b"+OK Dovecot ready.\r\n+OK\r\nCAPA\r\nUSER\r\n\
+SASL PLAIN LOGIN\r\n.\r\n";
+
 #[test]
 fn stls_then_capa_again() {
     let mut u = Pop3Upstream::new(cfg(true, false), pw(None, "u", "p"));

@@ -37,6 +37,10 @@ pub struct Config {
     /// How long spliced sessions may continue after shutdown begins.
     #[serde(default = "d30s", with = "crate::duration")]
     pub shutdown_grace: Duration,
+    /// After the grace, the spliced sessions still open are closed spread evenly over
+    /// this window (each at a quiet moment, IMAP with a `* BYE`), not all at one instant.
+    #[serde(default = "d5s", with = "crate::duration")]
+    pub shutdown_close_window: Duration,
     /// Text of the greeting after `* OK` / `+OK` (default: a neutral text, no version).
     #[serde(default)]
     pub greeting: Option<String>,
@@ -197,13 +201,23 @@ pub struct LimitsConfig {
     /// TLS handshake deadline.
     #[serde(with = "crate::duration")]
     pub tls_handshake_timeout: Duration,
-    /// Backend TCP connect timeout.
+    /// Resolving a backend's host name (an IP literal needs none).
+    #[serde(with = "crate::duration")]
+    pub backend_resolve_timeout: Duration,
+    /// Backend TCP connect timeout (per address tried).
     #[serde(with = "crate::duration")]
     pub backend_connect_timeout: Duration,
-    /// Backend greeting timeout.
+    /// TLS handshake towards a backend (implicit TLS, or after STARTTLS / STLS).
+    #[serde(with = "crate::duration")]
+    pub backend_tls_timeout: Duration,
+    /// From the TCP connection to the backend's greeting.
     #[serde(with = "crate::duration")]
     pub backend_greeting_timeout: Duration,
-    /// Backend login verdict timeout.
+    /// Each write to a backend (PROXY header, commands, credentials).
+    #[serde(with = "crate::duration")]
+    pub backend_write_timeout: Duration,
+    /// Each wait for a backend's answer after the greeting (CAPABILITY, STARTTLS, ID,
+    /// XCLIENT, and the login verdict).
     #[serde(with = "crate::duration")]
     pub backend_login_timeout: Duration,
     /// Spliced sessions idle this long are closed (at least 30m for IMAP IDLE).
@@ -230,8 +244,11 @@ impl Default for LimitsConfig {
             max_bad_commands: 3,
             preauth_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
+            backend_resolve_timeout: Duration::from_secs(5),
             backend_connect_timeout: Duration::from_secs(5),
+            backend_tls_timeout: Duration::from_secs(10),
             backend_greeting_timeout: Duration::from_secs(10),
+            backend_write_timeout: Duration::from_secs(10),
             backend_login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30 * 60),
             max_sessions_per_ip: 100,
@@ -244,6 +261,9 @@ impl Default for LimitsConfig {
 
 fn default_routing_file() -> PathBuf {
     PathBuf::from("routing.yaml")
+}
+fn d5s() -> Duration {
+    Duration::from_secs(5)
 }
 fn d30s() -> Duration {
     Duration::from_secs(30)
@@ -336,6 +356,24 @@ impl Config {
         }
         if m.max_bad_commands == 0 {
             err("limits.max_bad_commands", "must be at least 1");
+        }
+        for (key, d) in [
+            ("limits.preauth_timeout", m.preauth_timeout),
+            ("limits.tls_handshake_timeout", m.tls_handshake_timeout),
+            ("limits.backend_resolve_timeout", m.backend_resolve_timeout),
+            ("limits.backend_connect_timeout", m.backend_connect_timeout),
+            ("limits.backend_tls_timeout", m.backend_tls_timeout),
+            (
+                "limits.backend_greeting_timeout",
+                m.backend_greeting_timeout,
+            ),
+            ("limits.backend_write_timeout", m.backend_write_timeout),
+            ("limits.backend_login_timeout", m.backend_login_timeout),
+            ("limits.idle_timeout", m.idle_timeout),
+        ] {
+            if d.is_zero() {
+                err(key, "must be more than 0");
+            }
         }
         if !["trace", "debug", "info", "warn", "error", "off"]
             .iter()

@@ -13,7 +13,6 @@ use mailgate_health::{
 use mailgate_routing::{Backend, RoutingTable};
 
 use crate::metrics::{BackendProtocol, Metrics};
-use crate::upstream::RelayError;
 use mailgate_proto::Protocol;
 
 /// Admission, health reporting and kicks for sessions.
@@ -33,6 +32,30 @@ impl Admission {
             health,
             kicks,
             metrics,
+        }
+    }
+
+    /// Admit a retry of a failed login on `backend`'s fallback, if it has one that admits.
+    pub fn admit_fallback(
+        &self,
+        table: &RoutingTable,
+        backend: &Arc<Backend>,
+        protocol: Protocol,
+    ) -> Option<Permit> {
+        let fallback = backend.fallback.as_deref().filter(|f| *f != backend.name)?;
+        let chosen = table.backend(fallback)?.clone();
+        match self.health.admit(fallback) {
+            Ok(permit) => Some(Permit {
+                permit,
+                backend: chosen,
+                protocol,
+                health: self.health.clone(),
+                metrics: self.metrics.clone(),
+            }),
+            Err(refusal) => {
+                self.metrics.refused(fallback, refusal.reason.as_str());
+                None
+            }
         }
     }
 
@@ -84,34 +107,21 @@ impl Permit {
         &self.backend
     }
 
-    /// The backend gave a verdict after `latency` (passive latency signal).
-    ///
-    /// Every verdict is timed in `backend_login_duration_seconds`; only accepted logins
-    /// feed the health latency window, because a refused password carries the backend's
-    /// deliberate failure delay (Dovecot: 2 s) and password guessing must not make a
-    /// healthy backend look slow.
-    pub fn report_verdict(&self, latency: Duration, accepted: bool) {
-        if accepted {
-            self.health
-                .report(&self.backend.name, PassiveSignal::LoginLatency(latency));
-        }
+    /// Feed passive health with what this login showed about the backend.
+    pub fn report(&self, signal: PassiveSignal) {
+        self.health.report(&self.backend.name, signal);
+    }
+
+    /// Time a relayed login in `backend_login_duration_seconds` (every verdict; the
+    /// health latency window only gets accepted logins, see [`PassiveSignal::Answered`]).
+    pub fn observe_duration(&self, total: Duration) {
         self.metrics
             .login_duration
             .get_or_create(&BackendProtocol {
                 backend: self.backend.name.clone(),
                 protocol: self.protocol.as_str().into(),
             })
-            .observe(latency.as_secs_f64());
-    }
-
-    /// The relay failed before a verdict.
-    pub fn report_failure(&self, err: &RelayError) {
-        let signal = match err {
-            RelayError::GreetingTimeout => PassiveSignal::GreetingTimeout,
-            RelayError::LoginTimeout => PassiveSignal::LoginTimeout,
-            _ => PassiveSignal::ConnectFailed,
-        };
-        self.health.report(&self.backend.name, signal);
+            .observe(total.as_secs_f64());
     }
 
     /// The login succeeded: hold a session slot and register for kicks.

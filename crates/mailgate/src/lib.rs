@@ -1,13 +1,14 @@
-//! mailgate server: listeners, TLS, session drivers, upstream login relay, splice,
+//! mailgate server: listeners, TLS, session drivers, the backend client, splice,
 //! admin HTTP, metrics, shutdown. The binary (`main.rs`) only parses the command line.
 //!
 //! One session's path, in order: [`listener`] accepts → [`session`] drives the
 //! protocol engine (greeting, pre-auth, STARTTLS) → routing snapshot lookup →
-//! [`admission`] → [`upstream`] relays the login → [`splice`] copies bytes.
+//! [`admission`] → [`backend`] replays the login → [`splice`] copies bytes.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod admission;
+pub mod backend;
 pub mod client_limits;
 pub mod commands;
 pub mod conn;
@@ -20,7 +21,6 @@ pub mod server;
 pub mod session;
 pub mod splice;
 pub mod tls;
-pub mod upstream;
 
 use std::path::Path;
 use std::process::ExitCode;

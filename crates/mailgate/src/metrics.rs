@@ -43,6 +43,37 @@ pub struct BackendProtocol {
     pub protocol: String,
 }
 
+/// The `result` label of `mailgate_logins_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResult {
+    /// The backend accepted the login.
+    Ok,
+    /// The backend refused the credentials.
+    Rejected,
+    /// The backend refused for now (`NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`, `[IN-USE]`, ...).
+    TempFailure,
+    /// No verdict: the backend could not be reached, timed out or broke the protocol.
+    BackendError,
+    /// mailgate did not admit the login (down, drained, over budget).
+    Unavailable,
+    /// No backend for the login's domain.
+    NoRoute,
+}
+
+impl LoginResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginResult::Ok => "ok",
+            LoginResult::Rejected => "rejected",
+            LoginResult::TempFailure => "temp_failure",
+            LoginResult::BackendError => "backend_error",
+            LoginResult::Unavailable => "unavailable",
+            LoginResult::NoRoute => "no_route",
+        }
+    }
+}
+
 /// `{backend,protocol,result}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabel {
@@ -268,12 +299,12 @@ impl Metrics {
     }
 
     /// Count a login outcome.
-    pub fn login(&self, backend: &str, protocol: &str, result: &str) {
+    pub fn login(&self, backend: &str, protocol: &str, result: LoginResult) {
         self.logins
             .get_or_create(&LoginLabel {
                 backend: backend.to_string(),
                 protocol: protocol.to_string(),
-                result: result.to_string(),
+                result: result.as_str().to_string(),
             })
             .inc();
     }

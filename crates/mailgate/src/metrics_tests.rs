@@ -58,7 +58,7 @@ fn state_gauges_follow_the_health_view() {
 #[test]
 fn removed_backends_lose_their_series() {
     let m = Metrics::new();
-    m.login("mail2", "imap", "ok");
+    m.login("mail2", "imap", crate::metrics::LoginResult::Ok);
     m.refused("mail2", "drained");
     m.add_bytes("mail2", 1, 2);
     m.probe_duration
@@ -83,7 +83,7 @@ fn removed_backends_lose_their_series() {
 fn every_metric_is_documented() {
     let docs = include_str!("../../../docs/metrics.md");
     let m = Metrics::new();
-    m.login("b", "imap", "ok");
+    m.login("b", "imap", crate::metrics::LoginResult::Ok);
     m.refused("b", "down");
     m.add_bytes("b", 1, 1);
     m.record_reload(true);

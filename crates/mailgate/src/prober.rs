@@ -1,40 +1,42 @@
-//! The network prober: dials a backend the way sessions do (DNS, connect, implicit TLS)
-//! and hands the stream to mailgate-health's probe conversation (greeting, CAPABILITY,
-//! and with a probe account LOGIN + SELECT INBOX / USER+PASS + STAT).
+//! The network prober: talks to a backend with the same backend client as client logins
+//! (resolve, connect, PROXY v2 header, TLS, greeting, capabilities, STARTTLS, login), then
+//! hands the logged-in stream to mailgate-health's after-login steps (`SELECT INBOX` /
+//! `STAT`, then goodbye). Without a probe account it stops before the login and says
+//! goodbye. Every step runs under `health.timeout`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mailgate_health::{
-    BackendTarget, BoxStream, Conversation, ProbeAccount, ProbeError, ProbeFuture, ProbeOutcome,
-    ProbeStep, Prober, TlsUpgrade, imap_probe, pop3_probe,
+    BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
 };
-use mailgate_routing::{BackendTls, Routing};
+use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict, Secret};
+use mailgate_routing::Routing;
 use tokio::time::Instant;
 
+use crate::backend::{BackendClient, BackendError, Deadlines, Step, Target};
 use crate::metrics::{BackendLabel, Metrics};
-use crate::upstream::{RelayError, RelayTimeouts, Upstream};
-use mailgate_proto::Protocol;
 
 /// Probes backends over the network.
 #[derive(Debug)]
 pub struct NetProber {
     routing: Arc<Routing>,
-    upstream: Arc<Upstream>,
+    backends: Arc<BackendClient>,
     metrics: Arc<Metrics>,
-    timeout: std::time::Duration,
+    timeout: Duration,
 }
 
 impl NetProber {
-    /// A prober using the routing table in force and the shared dialer.
+    /// A prober using the routing table in force and the shared backend client.
     pub fn new(
         routing: Arc<Routing>,
-        upstream: Arc<Upstream>,
+        backends: Arc<BackendClient>,
         metrics: Arc<Metrics>,
-        timeout: std::time::Duration,
+        timeout: Duration,
     ) -> Self {
         NetProber {
             routing,
-            upstream,
+            backends,
             metrics,
             timeout,
         }
@@ -63,49 +65,76 @@ impl NetProber {
             );
         };
         let protocol = target.protocol;
-        let timeouts = RelayTimeouts {
-            connect: self.timeout,
-            greeting: self.timeout,
-            login: self.timeout,
+        let t = Target {
+            backend: &backend,
+            protocol,
+            proxy: None,
+            forward: None,
+            limits: Limits::default(),
+            deadlines: Deadlines::uniform(self.timeout),
         };
-        let conn = match self.upstream.dial(&backend, protocol, timeouts, None).await {
-            Ok(c) => c,
-            Err(e) => {
-                let step = match e {
-                    RelayError::Resolve(_) => ProbeStep::Resolve,
-                    RelayError::Tls(_) => ProbeStep::Tls,
-                    _ => ProbeStep::Connect,
-                };
-                let err = match e {
-                    RelayError::ConnectTimeout => ProbeError::timeout(step, self.timeout),
-                    other => ProbeError::new(step, other.to_string()),
-                };
-                return ProbeOutcome::failed(err, started.elapsed());
+        let failed = |e: ProbeError| ProbeOutcome::failed(e, started.elapsed());
+        let Some(account) = &backend.probe else {
+            let conn = match self.backends.ready(t).await {
+                Ok(c) => c,
+                Err(e) => return failed(probe_error(&e)),
+            };
+            let ready_after = started.elapsed();
+            let stream: BoxStream = Box::new(conn);
+            return match mailgate_health::logout(stream, protocol, self.timeout).await {
+                Ok(slowest) => ProbeOutcome::ok(slowest.max(ready_after), started.elapsed()),
+                Err(e) => failed(e),
+            };
+        };
+        let login = LoginRequest {
+            credentials: Credentials::Password {
+                authzid: None,
+                authcid: account.user.clone(),
+                password: Secret::new(account.password.expose()),
+            },
+        };
+        let done = match self.backends.login(t, login).await {
+            Ok(d) => d,
+            Err(e) => return failed(probe_error(&e)),
+        };
+        match done.verdict {
+            LoginVerdict::Accepted(_) => {}
+            LoginVerdict::Rejected(reply) | LoginVerdict::Temporary(reply, _) => {
+                let status = String::from_utf8_lossy(&reply.status);
+                let short: String = status.chars().take(80).collect();
+                return failed(ProbeError::new(
+                    ProbeStep::Login,
+                    format!("refused: {short}"),
+                ));
             }
-        };
-        let starttls: Option<TlsUpgrade> = if backend.tls == BackendTls::StartTls {
-            let upstream = self.upstream.clone();
-            let backend = backend.clone();
-            Some(Box::new(move |stream: BoxStream| {
-                Box::pin(async move { upstream.tls_upgrade_boxed(&backend, stream).await })
-            }))
-        } else {
-            None
-        };
-        let conv = Conversation {
-            timeout: self.timeout,
-            account: backend.probe.as_ref().map(|p| ProbeAccount {
-                user: p.user.clone(),
-                password: mailgate_proto::Secret::new(p.password.expose()),
-            }),
-            starttls,
-        };
-        let stream: BoxStream = Box::new(conn);
-        match protocol {
-            Protocol::Imap => imap_probe(stream, conv).await,
-            Protocol::Pop3 => pop3_probe(stream, conv).await,
+            LoginVerdict::AuthFailed | LoginVerdict::Unavailable(_) => {
+                return failed(ProbeError::new(ProbeStep::Login, "refused"));
+            }
+        }
+        let stream: BoxStream = Box::new(done.conn);
+        match mailgate_health::after_login(stream, done.remaining, protocol, self.timeout).await {
+            Ok(slowest) => ProbeOutcome::ok(slowest.max(done.latency), started.elapsed()),
+            Err(e) => failed(e),
         }
     }
+}
+
+/// The probe's view of a failed backend conversation: the step and what happened.
+fn probe_error(e: &BackendError) -> ProbeError {
+    let step = match e.step {
+        Step::Resolve => ProbeStep::Resolve,
+        Step::Connect | Step::ProxyHeader => ProbeStep::Connect,
+        Step::Tls => ProbeStep::Tls,
+        Step::Greeting => ProbeStep::Greeting,
+        Step::Setup => ProbeStep::Capability,
+        Step::Login => ProbeStep::Login,
+    };
+    let text = e.to_string();
+    let what = text
+        .split_once(": ")
+        .map(|(_, w)| w.to_string())
+        .unwrap_or(text);
+    ProbeError::new(step, what)
 }
 
 impl Prober for NetProber {

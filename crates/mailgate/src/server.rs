@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::backend::BackendClient;
 use crate::client_limits::{AuthFailures, PerIp};
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::prober::NetProber;
 use crate::tls::{CertSpec, ServerTls};
-use crate::upstream::Upstream;
 
 /// Timeouts and limits in force (from `limits:` in mailgate.yaml).
 #[derive(Debug, Clone)]
@@ -54,8 +54,8 @@ pub struct Shared {
     /// The routing table (atomically swapped on reload).
     pub routing: Arc<Routing>,
     tls: ArcSwapOption<ServerTls>,
-    /// Dialer towards backends (shared with the prober).
-    pub upstream: Arc<Upstream>,
+    /// The client towards backends (shared by sessions and the prober).
+    pub backends: Arc<BackendClient>,
     /// Health, budgets, drain, kicks.
     pub admission: Admission,
     /// Metric families.
@@ -117,7 +117,7 @@ impl Shared {
             config,
             routing,
             tls: ArcSwapOption::new(tls.map(Arc::new)),
-            upstream: Arc::new(Upstream::new()),
+            backends: Arc::new(BackendClient::new()),
             admission: Admission::new(health, kicks, metrics.clone()),
             metrics,
             scheduler: Mutex::new(None),
@@ -134,7 +134,7 @@ impl Shared {
     pub fn start_probes(self: &Arc<Self>) {
         let prober = Arc::new(NetProber::new(
             self.routing.clone(),
-            self.upstream.clone(),
+            self.backends.clone(),
             self.metrics.clone(),
             self.config.health.timeout,
         ));
@@ -381,7 +381,9 @@ pub async fn serve(
             "shutdown grace over; closing spliced sessions"
         );
         shared.force.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), shared.tracker.wait()).await;
+        // Sessions close spread over the close window, each at a quiet moment.
+        let window = shared.config.shutdown_close_window;
+        let _ = tokio::time::timeout(window + Duration::from_secs(5), shared.tracker.wait()).await;
     }
     tracing::info!("shutdown complete");
 }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use mailgate_health::Activity;
+use mailgate_proto::imap::ResponseBoundary;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -49,11 +50,18 @@ fn give_buf(buf: Vec<u8>) {
     });
 }
 
+/// How long the backend may go on answering after the client closed its side (an IMAP
+/// client that half-closes after LOGOUT still gets the backend's BYE and OK), before the
+/// session ends anyway: a half-open peer never holds a budget slot for long.
+pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
+
 /// How a splice ended.
 #[derive(Debug)]
 pub enum SpliceEnd {
-    /// Both directions reached end of stream.
-    Closed,
+    /// The backend closed; what it sent was delivered and the client's side closed too.
+    BackendClosed,
+    /// The client closed; the end was passed on to the backend.
+    ClientClosed,
     /// No bytes moved in either direction for the idle limit.
     Idle,
     /// A read or write failed (reset, broken pipe, TLS error).
@@ -93,6 +101,7 @@ impl Half {
         src: &mut Conn,
         dst: &mut Conn,
         moved: &mut bool,
+        mut boundary: Option<&mut ResponseBoundary>,
     ) -> Poll<io::Result<()>> {
         loop {
             if self.done {
@@ -136,6 +145,9 @@ impl Half {
                         give_buf(buf);
                         self.eof = true;
                     } else {
+                        if let Some(b) = boundary.as_deref_mut() {
+                            b.feed(&buf[..n]);
+                        }
                         self.buf = Some(buf);
                         self.start = 0;
                         self.end = n;
@@ -168,6 +180,10 @@ pub struct Splice {
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
     activity: Option<Arc<Activity>>,
+    /// IMAP: where the backend's output stands, so a BYE goes in only between responses.
+    boundary: Option<ResponseBoundary>,
+    /// When the client's side ended (the linger runs from here).
+    client_done_at: Option<Instant>,
 }
 
 impl Splice {
@@ -196,6 +212,59 @@ impl Splice {
             last_activity: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             activity: None,
+            boundary: None,
+            client_done_at: None,
+        }
+    }
+
+    /// Track IMAP response boundaries in what the backend sends (for [`Splice::goodbye`]).
+    pub fn with_imap_boundary(mut self) -> Self {
+        self.boundary = Some(ResponseBoundary::new());
+        self
+    }
+
+    /// End the session from mailgate's side: `bye` goes to the client first when nothing
+    /// is buffered and the backend's output stands between two responses (never inside a
+    /// response or a literal); then both sides are closed. Every write is bounded by
+    /// `limit`, so a client that does not read cannot hold the session.
+    pub async fn goodbye(&mut self, bye: Option<&[u8]>, limit: Duration) {
+        use tokio::io::AsyncWriteExt;
+        let at_boundary = self.boundary.as_ref().is_none_or(|b| b.at_boundary());
+        if let Some(bye) = bye
+            && self.is_quiet()
+            && at_boundary
+            && !self.down.done
+        {
+            let _ = tokio::time::timeout(limit, async {
+                self.client.write_all(bye).await?;
+                self.client.flush().await
+            })
+            .await;
+        }
+        let _ = tokio::time::timeout(limit, self.client.shutdown()).await;
+        let _ = tokio::time::timeout(limit, self.backend.shutdown()).await;
+    }
+
+    /// Go on splicing until nothing has moved for `quiet` (a quiet moment to close at), at
+    /// most for `max`. Returns the end if the session ended by itself meanwhile.
+    pub async fn until_quiet(&mut self, quiet: Duration, max: Duration) -> Option<SpliceEnd> {
+        let give_up = Instant::now() + max;
+        loop {
+            let quiet_at = self.last_activity + quiet;
+            if Instant::now() >= quiet_at && self.is_quiet() {
+                return None;
+            }
+            let wake = quiet_at
+                .max(Instant::now() + Duration::from_millis(10))
+                .min(give_up);
+            tokio::select! {
+                end = &mut *self => return Some(end),
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= give_up {
+                        return None;
+                    }
+                }
+            }
         }
     }
 
@@ -228,12 +297,17 @@ impl Future for Splice {
         let mut moved = false;
         let up = this
             .up
-            .poll(cx, &mut this.client, &mut this.backend, &mut moved);
-        let down = this
-            .down
-            .poll(cx, &mut this.backend, &mut this.client, &mut moved);
+            .poll(cx, &mut this.client, &mut this.backend, &mut moved, None);
+        let down = this.down.poll(
+            cx,
+            &mut this.backend,
+            &mut this.client,
+            &mut moved,
+            this.boundary.as_mut(),
+        );
+        let now = Instant::now();
         if moved {
-            this.last_activity = Instant::now();
+            this.last_activity = now;
             if let Some(a) = &this.activity {
                 a.touch();
             }
@@ -242,17 +316,34 @@ impl Future for Splice {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
                 return Poll::Ready(SpliceEnd::Error(e));
             }
-            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(SpliceEnd::Closed),
-            _ => {}
+            // The backend ended the session: its last bytes and the end reached the client.
+            (_, Poll::Ready(Ok(()))) => return Poll::Ready(SpliceEnd::BackendClosed),
+            (Poll::Ready(Ok(())), Poll::Pending) => {
+                let since = *this.client_done_at.get_or_insert(now);
+                if now >= since + HALF_CLOSE_LINGER {
+                    return Poll::Ready(SpliceEnd::ClientClosed);
+                }
+            }
+            (Poll::Pending, Poll::Pending) => {}
         }
         loop {
-            let deadline = this.last_activity + this.idle;
+            let mut deadline = this.last_activity + this.idle;
+            if let Some(since) = this.client_done_at {
+                deadline = deadline.min(since + HALF_CLOSE_LINGER);
+            }
             if this.timer.deadline() != deadline {
                 this.timer.as_mut().reset(deadline);
             }
             match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) if Instant::now() >= this.last_activity + this.idle => {
                     return Poll::Ready(SpliceEnd::Idle);
+                }
+                Poll::Ready(())
+                    if this
+                        .client_done_at
+                        .is_some_and(|t| Instant::now() >= t + HALF_CLOSE_LINGER) =>
+                {
+                    return Poll::Ready(SpliceEnd::ClientClosed);
                 }
                 Poll::Ready(()) => continue,
                 Poll::Pending => return Poll::Pending,
@@ -303,9 +394,11 @@ mod tests {
             let mut got = vec![0u8; 11];
             backend.read_exact(&mut got).await.expect("pipelined");
             assert_eq!(&got, b"pipelined\r\n");
-            backend.shutdown().await.expect("shutdown");
+            // The client half-closes after LOGOUT; the backend still answers, then closes.
             let mut rest = Vec::new();
             backend.read_to_end(&mut rest).await.expect("rest");
+            backend.write_all(b"* BYE\r\n").await.expect("bye");
+            backend.shutdown().await.expect("shutdown");
             rest
         });
         let mut head = vec![0u8; 17];
@@ -318,9 +411,115 @@ mod tests {
         client.shutdown().await.expect("client shutdown");
         let mut tail = Vec::new();
         client.read_to_end(&mut tail).await.expect("eof");
-        assert!(tail.is_empty());
+        assert_eq!(tail, b"* BYE\r\n");
         assert_eq!(writer.await.expect("writer"), b"a2 LOGOUT\r\n");
-        assert!(matches!(task.await.expect("splice"), SpliceEnd::Closed));
+        assert!(matches!(
+            task.await.expect("splice"),
+            SpliceEnd::BackendClosed
+        ));
+    }
+
+    /// A backend that ends the session (LOGOUT answered, its own idle timeout, a restart)
+    /// ends it for the client too, even when the client never closes: the budget slot is
+    /// not held by a half-open client.
+    #[tokio::test]
+    async fn backend_close_ends_the_session_for_a_client_that_stays() {
+        let (mut client, client_side) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        let task = tokio::spawn(Splice::new(
+            Conn::Plain(client_side),
+            Conn::Plain(backend_side),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(600),
+        ));
+        backend.write_all(b"* BYE idle\r\n").await.expect("write");
+        drop(backend);
+        let end = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("splice ended")
+            .expect("join");
+        assert!(matches!(end, SpliceEnd::BackendClosed), "{end:?}");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("eof");
+        assert_eq!(got, b"* BYE idle\r\n");
+    }
+
+    /// A client that half-closes while the backend never answers ends after the linger.
+    #[tokio::test(start_paused = true)]
+    async fn client_half_close_lingers_then_ends() {
+        let (mut client, client_side) = pair().await;
+        let (backend_side, _backend) = pair().await;
+        let task = tokio::spawn(Splice::new(
+            Conn::Plain(client_side),
+            Conn::Plain(backend_side),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(1800),
+        ));
+        client.shutdown().await.expect("shutdown");
+        let started = Instant::now();
+        let end = task.await.expect("join");
+        assert!(matches!(end, SpliceEnd::ClientClosed), "{end:?}");
+        assert!(started.elapsed() >= HALF_CLOSE_LINGER);
+        assert!(started.elapsed() < Duration::from_secs(1800));
+    }
+
+    #[tokio::test]
+    async fn goodbye_waits_for_a_response_boundary() {
+        let (mut client, client_side) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        let mut splice = Splice::new(
+            Conn::Plain(client_side),
+            Conn::Plain(backend_side),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(600),
+        )
+        .with_imap_boundary();
+        // Mid-literal: no BYE may go in.
+        backend
+            .write_all(b"* 1 FETCH (BODY[] {10}\r\nabc")
+            .await
+            .expect("write");
+        assert!(
+            splice
+                .until_quiet(Duration::from_millis(100), Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+        splice
+            .goodbye(Some(b"* BYE x\r\n"), Duration::from_secs(1))
+            .await;
+        drop(splice);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("eof");
+        assert_eq!(got, b"* 1 FETCH (BODY[] {10}\r\nabc");
+
+        let (mut client, client_side) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        let mut splice = Splice::new(
+            Conn::Plain(client_side),
+            Conn::Plain(backend_side),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(600),
+        )
+        .with_imap_boundary();
+        backend.write_all(b"* 1 EXISTS\r\n").await.expect("write");
+        assert!(
+            splice
+                .until_quiet(Duration::from_millis(100), Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+        splice
+            .goodbye(Some(b"* BYE x\r\n"), Duration::from_secs(1))
+            .await;
+        drop(splice);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("eof");
+        assert_eq!(got, b"* 1 EXISTS\r\n* BYE x\r\n");
     }
 
     #[tokio::test(start_paused = true)]

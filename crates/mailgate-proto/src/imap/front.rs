@@ -160,7 +160,9 @@ impl ImapFront {
         );
         let (untagged, status, next) = match verdict {
             LoginVerdict::Accepted(r) => (r.untagged, r.status, State::Done),
-            LoginVerdict::Rejected(r) => (r.untagged, r.status, State::Command),
+            LoginVerdict::Rejected(r) | LoginVerdict::Temporary(r, _) => {
+                (r.untagged, r.status, State::Command)
+            }
             LoginVerdict::AuthFailed => (Vec::new(), AUTH_FAILED.into(), State::Command),
             LoginVerdict::Unavailable(msg) => {
                 let msg = sanitize_text(&msg, 400);

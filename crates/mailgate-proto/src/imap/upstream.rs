@@ -15,6 +15,7 @@ use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
+use crate::verdict::{Refusal, imap_refusal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -214,16 +215,21 @@ impl ImapUpstream {
             (Phase::StartTls, _) => Err(UpstreamError::StartTlsRefused),
             // A backend that dislikes our ID still gets the login.
             (Phase::Id, _) => self.start_login(),
-            (Phase::Login, "BAD") => Err(UpstreamError::Bad),
-            (Phase::Login, ok_or_no) => {
+            (Phase::Login, status) => {
                 let reply = BackendReply {
                     untagged: std::mem::take(&mut self.untagged),
                     status: line,
                 };
-                let verdict = if ok_or_no == "OK" {
-                    LoginVerdict::Accepted(reply)
-                } else {
-                    LoginVerdict::Rejected(reply)
+                // `BAD` to the login is the backend refusing what the client supplied
+                // (an OAuth token is replayed unchanged): the client's failure, never the
+                // backend's. A backend that answers BAD to every login fails its probes.
+                let verdict = match status {
+                    "OK" => LoginVerdict::Accepted(reply),
+                    "NO" => match imap_refusal(&reply.status) {
+                        Refusal::Credentials => LoginVerdict::Rejected(reply),
+                        Refusal::Temporary(scope) => LoginVerdict::Temporary(reply, scope),
+                    },
+                    _ => LoginVerdict::Rejected(reply),
                 };
                 self.out.push_back(UpstreamAction::Done(verdict));
                 self.phase = Phase::Done;

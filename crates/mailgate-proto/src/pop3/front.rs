@@ -171,6 +171,19 @@ impl Pop3Front {
                 self.count_bad();
                 out
             }
+            // The backend's own temporary trouble: its line (with its code) at once, and
+            // no bad-command count: the client did nothing wrong.
+            LoginVerdict::Temporary(reply, _) => {
+                self.state = State::Command;
+                if reply.status.starts_with(b"-ERR") {
+                    r::line(b"", &reply.status)
+                } else {
+                    r::line(
+                        b"-ERR [SYS/TEMP] ",
+                        b"Temporary failure, please try again later",
+                    )
+                }
+            }
             LoginVerdict::AuthFailed => {
                 self.state = State::Command;
                 self.count_bad();

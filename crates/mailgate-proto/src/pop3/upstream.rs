@@ -17,6 +17,7 @@ use crate::config::UpstreamConfig;
 use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
 use crate::secret::Secret;
+use crate::verdict::{Refusal, pop3_refusal};
 
 /// Longest command mailgate sends to a POP3 backend, CRLF included (RFC 2449 §4).
 const MAX_COMMAND: usize = 255;
@@ -188,7 +189,10 @@ impl Pop3Upstream {
         let verdict = if accepted {
             LoginVerdict::Accepted(reply)
         } else {
-            LoginVerdict::Rejected(reply)
+            match pop3_refusal(line) {
+                Refusal::Credentials => LoginVerdict::Rejected(reply),
+                Refusal::Temporary(scope) => LoginVerdict::Temporary(reply, scope),
+            }
         };
         self.queue.push_back(UpstreamAction::Done(verdict));
         self.state = State::Done;
@@ -348,18 +352,20 @@ impl Pop3Upstream {
         oauth: Option<OAuthMechanism>,
         aborted: bool,
     ) -> Result<(), UpstreamError> {
-        let line = match (pending, oauth) {
-            (Some(response), _) => response.expose().to_vec(),
-            // RFC 7628 §3.2.3 / XOAUTH2: answer the error challenge, then read the -ERR.
-            (None, Some(OAuthMechanism::OAuthBearer)) if !aborted => b"AQ==\r\n".to_vec(),
-            (None, Some(OAuthMechanism::XOAuth2)) if !aborted => b"\r\n".to_vec(),
+        // The first `+` after a long `AUTH mech` asks for the pending response; any later
+        // one is an OAuth error challenge (RFC 7628 §3.2.3 / XOAUTH2), answered once with
+        // the dummy response, after which the backend's -ERR follows.
+        let (line, answered_error) = match (pending, oauth) {
+            (Some(response), _) => (response.expose().to_vec(), false),
+            (None, Some(OAuthMechanism::OAuthBearer)) if !aborted => (b"AQ==\r\n".to_vec(), true),
+            (None, Some(OAuthMechanism::XOAuth2)) if !aborted => (b"\r\n".to_vec(), true),
             _ => return Err(UpstreamError::Malformed),
         };
         self.send(line);
         self.state = State::AuthReply {
             pending: None,
             oauth,
-            aborted: oauth.is_some(),
+            aborted: answered_error,
         };
         Ok(())
     }

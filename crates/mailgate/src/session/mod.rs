@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_proto::{CloseReason, FrontAction, LoginVerdict};
+use mailgate_proto::{CloseReason, FrontAction};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -21,10 +21,8 @@ use tracing::Instrument;
 use crate::conn::Conn;
 use crate::listener::ListenerKind;
 use crate::server::Shared;
-use crate::upstream::Relayed;
-
 use login::{LoginContext, LoginStep, login};
-use spliced::splice;
+use spliced::{Spliced, splice};
 
 /// What the session log line reports as its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +33,7 @@ enum Outcome {
     TlsFailed,
     Shutdown,
     Spliced,
+    BackendClosed,
     SpliceIdle,
     SpliceError,
     Kicked,
@@ -52,6 +51,7 @@ impl Outcome {
             Outcome::TlsFailed => "tls_failed",
             Outcome::Shutdown => "shutdown",
             Outcome::Spliced => "spliced_closed",
+            Outcome::BackendClosed => "backend_closed",
             Outcome::SpliceIdle => "spliced_idle",
             Outcome::SpliceError => "spliced_error",
             Outcome::Kicked => "kicked",
@@ -84,26 +84,7 @@ pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: 
         // The pre-auth phase is boxed and freed once the session is spliced, so an idle
         // spliced session keeps only the splice's small state.
         let outcome = match Box::pin(drive(&shared, kind, tcp, peer, id, &mut summary)).await {
-            Ok(s) => {
-                let Spliceable {
-                    conn,
-                    relayed,
-                    to_client,
-                    pipelined,
-                    slot,
-                    _ip_guard,
-                } = s;
-                splice(
-                    &shared,
-                    conn,
-                    relayed,
-                    to_client,
-                    pipelined,
-                    slot,
-                    &mut summary,
-                )
-                .await
-            }
+            Ok((spliced, _ip_guard)) => splice(&shared, spliced, &mut summary).await,
             Err(outcome) => outcome,
         };
         tracing::info!(
@@ -123,16 +104,6 @@ pub async fn run(shared: Arc<Shared>, kind: ListenerKind, tcp: TcpStream, peer: 
     .await
 }
 
-/// Everything the splice phase needs from a session whose login the backend accepted.
-struct Spliceable<'a> {
-    conn: Conn,
-    relayed: Relayed,
-    to_client: Vec<u8>,
-    pipelined: Vec<u8>,
-    slot: crate::admission::SessionSlot,
-    _ip_guard: crate::client_limits::IpGuard<'a>,
-}
-
 async fn drive<'a>(
     shared: &'a Arc<Shared>,
     kind: ListenerKind,
@@ -140,7 +111,7 @@ async fn drive<'a>(
     peer: SocketAddr,
     id: u64,
     summary: &mut Summary,
-) -> Result<Spliceable<'a>, Outcome> {
+) -> Result<(Spliced, crate::client_limits::IpGuard<'a>), Outcome> {
     let local = tcp.local_addr().unwrap_or(peer);
     crate::net::tune(&tcp);
     let limits = shared.limits();
@@ -257,31 +228,36 @@ async fn drive<'a>(
                         client_id: front.client_id(),
                     };
                     // Boxed: the relay's futures (DNS, connect, TLS) are large and must not
-                    // enlarge the state every idle spliced session keeps.
-                    match Box::pin(login(ctx, req, summary)).await {
-                        LoginStep::Spliced(relayed, guard) => {
-                            let reply = front.login_result(relayed.verdict.clone());
-                            let mut to_client = reply;
-                            to_client.extend_from_slice(&relayed.remaining);
-                            let pipelined = front.into_remaining();
+                    // enlarge the state every idle spliced session keeps. The client is
+                    // watched meanwhile: one that leaves ends the login at once, and with it
+                    // the login's permit (its place in the backend's budget).
+                    let step = tokio::select! {
+                        step = Box::pin(login(ctx, req, summary)) => step,
+                        () = client_gone(&mut conn, &mut front, &mut buf) => {
+                            return Err(Outcome::ClientClosed);
+                        }
+                    };
+                    match step {
+                        LoginStep::Spliced(logged_in, slot) => {
+                            let mut to_client = front.login_result(logged_in.verdict.clone());
+                            to_client.extend_from_slice(&logged_in.remaining);
+                            let to_backend = front.into_remaining();
                             // The pre-auth read buffer must not live on for the whole
                             // spliced session: idle sessions hold no buffers.
                             drop(buf);
                             drop(out);
-                            return Ok(Spliceable {
-                                conn,
-                                relayed,
+                            let spliced = Spliced {
+                                protocol: kind.protocol(),
+                                client: conn,
+                                logged_in,
                                 to_client,
-                                pipelined,
-                                slot: guard,
-                                _ip_guard,
-                            });
+                                to_backend,
+                                slot,
+                            };
+                            return Ok((spliced, _ip_guard));
                         }
                         LoginStep::Answer(verdict) => {
-                            if matches!(
-                                verdict,
-                                LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
-                            ) {
+                            if step_refused(&verdict) {
                                 // Wrong password and unknown domain look alike, delay included.
                                 summary.logins_failed += 1;
                                 shared.auth_failures.record(peer.ip());
@@ -312,6 +288,27 @@ async fn drive<'a>(
             Ok(0) => return Err(Outcome::ClientClosed),
             Ok(n) => front.feed(&buf[..n]),
             Err(_) => return Err(Outcome::IoError),
+        }
+    }
+}
+
+/// True for the answers that carry the failed-login penalties: refused credentials and
+/// unknown domains, never the backend's own trouble.
+fn step_refused(verdict: &mailgate_proto::LoginVerdict) -> bool {
+    use mailgate_proto::LoginVerdict;
+    matches!(
+        verdict,
+        LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
+    )
+}
+
+/// Resolves when the client closes its connection (or it fails) while a login is in
+/// flight; whatever it pipelines meanwhile goes to the front engine, which keeps it.
+async fn client_gone(conn: &mut Conn, front: &mut Front, buf: &mut [u8]) {
+    loop {
+        match conn.read(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => front.feed(&buf[..n]),
         }
     }
 }

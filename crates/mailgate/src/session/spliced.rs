@@ -1,36 +1,100 @@
-//! The spliced phase of a session: copy bytes until either side closes, the idle limit,
-//! a kick (at a quiet moment) or the end of the shutdown grace; count the bytes.
+//! The spliced phase of a session: copy bytes until either side ends the session, or
+//! mailgate ends it — a kick, the end of the shutdown grace, the idle limit. When mailgate
+//! ends it, it waits for a quiet moment and tells an IMAP client `* BYE [UNAVAILABLE]`
+//! first (only between two responses), so the client reconnects instead of guessing.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use mailgate_proto::Protocol;
+use mailgate_proto::imap::{SplicedEnd, spliced_bye};
 
 use super::{Outcome, Summary};
+use crate::admission::SessionSlot;
+use crate::backend::LoggedIn;
 use crate::conn::Conn;
 use crate::server::Shared;
 use crate::splice::{Splice, SpliceEnd};
-use crate::upstream::Relayed;
 
-pub(super) async fn splice(
-    shared: &Arc<Shared>,
-    client: Conn,
-    relayed: Relayed,
-    to_client: Vec<u8>,
-    to_backend: Vec<u8>,
-    slot: crate::admission::SessionSlot,
-    summary: &mut Summary,
-) -> Outcome {
-    let idle = shared.limits().idle_timeout;
-    let mut splice = Splice::new(client, relayed.conn, to_backend, to_client, idle)
-        .with_activity(slot.activity());
-    let outcome = tokio::select! {
-        end = &mut splice => match end {
-            SpliceEnd::Closed => Outcome::Spliced,
-            SpliceEnd::Idle => Outcome::SpliceIdle,
-            SpliceEnd::Error(_) => Outcome::SpliceError,
-        },
-        _ = shared.force.cancelled() => Outcome::Shutdown,
+/// Longest wait for a quiet moment after the shutdown grace before closing anyway.
+const SHUTDOWN_QUIET_MAX: Duration = Duration::from_secs(2);
+
+/// What the spliced phase needs from a session whose login the backend accepted.
+pub(super) struct Spliced {
+    pub(super) protocol: Protocol,
+    pub(super) client: Conn,
+    pub(super) logged_in: LoggedIn,
+    pub(super) to_client: Vec<u8>,
+    pub(super) to_backend: Vec<u8>,
+    pub(super) slot: SessionSlot,
+}
+
+enum Ended {
+    ByItself(SpliceEnd),
+    Ours(SplicedEnd),
+}
+
+pub(super) async fn splice(shared: &Arc<Shared>, s: Spliced, summary: &mut Summary) -> Outcome {
+    let limits = &shared.config.limits;
+    let Spliced {
+        protocol,
+        client,
+        logged_in,
+        to_client,
+        to_backend,
+        slot,
+    } = s;
+    let mut splice = Splice::new(
+        client,
+        logged_in.conn,
+        to_backend,
+        to_client,
+        limits.idle_timeout,
+    )
+    .with_activity(slot.activity());
+    if protocol == Protocol::Imap {
+        splice = splice.with_imap_boundary();
+    }
+    // Where in the close window this session ends after the shutdown grace.
+    let window = shared.config.shutdown_close_window;
+    let spread = window.mul_f64(fastrand::f64());
+    let ended = tokio::select! {
+        end = &mut splice => Ended::ByItself(end),
+        _ = async {
+            shared.force.cancelled().await;
+            tokio::time::sleep(spread).await;
+        } => Ended::Ours(SplicedEnd::Shutdown),
         request = slot.kicked() => {
             summary.close_detail = Some(request.reason.as_str());
             shared.metrics.kicks.inc();
+            Ended::Ours(SplicedEnd::Kicked)
+        }
+    };
+    let bye = |why| (protocol == Protocol::Imap).then(|| spliced_bye(why));
+    let write_limit = limits.backend_write_timeout;
+    let outcome = match ended {
+        Ended::ByItself(SpliceEnd::BackendClosed) => Outcome::BackendClosed,
+        Ended::ByItself(SpliceEnd::ClientClosed) => Outcome::Spliced,
+        Ended::ByItself(SpliceEnd::Error(_)) => Outcome::SpliceError,
+        Ended::ByItself(SpliceEnd::Idle) => {
+            splice.goodbye(bye(SplicedEnd::Idle), write_limit).await;
+            Outcome::SpliceIdle
+        }
+        Ended::Ours(SplicedEnd::Shutdown) => {
+            let quiet = shared.admission.health.settings().kick_quiet;
+            match splice.until_quiet(quiet, SHUTDOWN_QUIET_MAX).await {
+                Some(SpliceEnd::BackendClosed) => Outcome::BackendClosed,
+                Some(SpliceEnd::Error(_)) => Outcome::SpliceError,
+                Some(_) => Outcome::Spliced,
+                None => {
+                    splice.goodbye(bye(SplicedEnd::Shutdown), write_limit).await;
+                    Outcome::Shutdown
+                }
+            }
+        }
+        // `kicked()` resolved at a quiet moment already.
+        Ended::Ours(SplicedEnd::Kicked) | Ended::Ours(SplicedEnd::Idle) => {
+            splice.goodbye(bye(SplicedEnd::Kicked), write_limit).await;
             Outcome::Kicked
         }
     };

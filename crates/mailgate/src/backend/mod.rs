@@ -1,0 +1,310 @@
+//! The one client mailgate uses towards a backend, for client logins and health probes
+//! alike: resolve → connect → PROXY v2 header → TLS (implicit) → greeting → capabilities →
+//! [STARTTLS → TLS] → client-address forwarding → login replay → verdict.
+//!
+//! Every step has its own deadline ([`Deadlines`], from `limits:` for sessions and
+//! `health.timeout` for probes), so no backend can hold a login — and the login-in-flight
+//! permit the caller keeps for it — longer than the sum of the steps. The protocol itself
+//! is spoken by mailgate-proto's sans-I/O upstream engines; this module only moves their
+//! bytes and keeps the clock.
+
+mod dial;
+mod error;
+
+pub use error::{BackendError, Failure, Step};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mailgate_proto::imap::ImapUpstream;
+use mailgate_proto::pop3::Pop3Upstream;
+use mailgate_proto::{
+    ForwardInfo, Limits, LoginRequest, LoginVerdict, Protocol, UpstreamAction, UpstreamConfig,
+    UpstreamError,
+};
+use mailgate_routing::{Backend, BackendTls, LimitsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::conn::Conn;
+
+/// The deadline of each step of a backend conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// DNS resolution of the backend's host.
+    pub resolve: Duration,
+    /// TCP connect, per address tried.
+    pub connect: Duration,
+    /// Each TLS handshake.
+    pub tls: Duration,
+    /// From the connection (after implicit TLS) to the greeting.
+    pub greeting: Duration,
+    /// Each write.
+    pub write: Duration,
+    /// Each wait for an answer after the greeting, the verdict included.
+    pub answer: Duration,
+}
+
+impl Deadlines {
+    /// The deadlines of client logins (`limits:` in mailgate.yaml).
+    pub fn from_limits(l: &LimitsConfig) -> Self {
+        Deadlines {
+            resolve: l.backend_resolve_timeout,
+            connect: l.backend_connect_timeout,
+            tls: l.backend_tls_timeout,
+            greeting: l.backend_greeting_timeout,
+            write: l.backend_write_timeout,
+            answer: l.backend_login_timeout,
+        }
+    }
+
+    /// The same deadline for every step (probes: `health.timeout`).
+    pub fn uniform(d: Duration) -> Self {
+        Deadlines {
+            resolve: d,
+            connect: d,
+            tls: d,
+            greeting: d,
+            write: d,
+            answer: d,
+        }
+    }
+}
+
+/// Which backend to talk to, and how.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// The backend.
+    pub backend: &'a Backend,
+    /// IMAP or POP3.
+    pub protocol: Protocol,
+    /// The client and the address it connected to, for a PROXY v2 header (`None` for
+    /// probes: the header then announces mailgate's own connection).
+    pub proxy: Option<(SocketAddr, SocketAddr)>,
+    /// What to tell the backend about the client (IMAP ID / POP3 XCLIENT).
+    pub forward: Option<ForwardInfo>,
+    /// Protocol limits for the backend's answers.
+    pub limits: Limits,
+    /// Step deadlines.
+    pub deadlines: Deadlines,
+}
+
+/// A finished login: the connection and the backend's verdict.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The backend connection (spliced when accepted, dropped otherwise).
+    pub conn: Conn,
+    /// The backend's verdict.
+    pub verdict: LoginVerdict,
+    /// Bytes the backend sent after its verdict (for the client, or the probe).
+    pub remaining: Vec<u8>,
+    /// From sending the credentials to the verdict (the passive latency signal).
+    pub latency: Duration,
+    /// From starting to the verdict (`backend_login_duration_seconds`).
+    pub total: Duration,
+}
+
+/// Dials backends and replays logins. One per process, shared by sessions and probes.
+pub struct BackendClient {
+    dialer: dial::Dialer,
+}
+
+impl std::fmt::Debug for BackendClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendClient").finish_non_exhaustive()
+    }
+}
+
+impl Default for BackendClient {
+    fn default() -> Self {
+        BackendClient::new()
+    }
+}
+
+enum Engine {
+    Imap(ImapUpstream),
+    Pop3(Pop3Upstream),
+}
+
+impl Engine {
+    fn new(protocol: Protocol, config: UpstreamConfig, login: LoginRequest) -> Self {
+        match protocol {
+            Protocol::Imap => Engine::Imap(ImapUpstream::new(config, login)),
+            Protocol::Pop3 => Engine::Pop3(Pop3Upstream::new(config, login)),
+        }
+    }
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            Engine::Imap(e) => e.feed(data),
+            Engine::Pop3(e) => e.feed(data),
+        }
+    }
+    fn next_action(&mut self) -> Result<Option<UpstreamAction>, UpstreamError> {
+        match self {
+            Engine::Imap(e) => e.next_action(),
+            Engine::Pop3(e) => e.next_action(),
+        }
+    }
+    fn tls_started(&mut self) {
+        match self {
+            Engine::Imap(e) => e.tls_started(),
+            Engine::Pop3(e) => e.tls_started(),
+        }
+    }
+    fn into_remaining(self) -> Vec<u8> {
+        match self {
+            Engine::Imap(e) => e.into_remaining(),
+            Engine::Pop3(e) => e.into_remaining(),
+        }
+    }
+}
+
+/// Where a conversation stops.
+enum Until {
+    /// Before the credentials: the backend greeted and is ready for a login.
+    Ready,
+    /// At the verdict.
+    Verdict,
+}
+
+enum Reached {
+    Ready(Conn),
+    Verdict(LoggedIn),
+}
+
+impl BackendClient {
+    /// A client using the system's DNS configuration (falls back to the OS resolver when
+    /// /etc/resolv.conf cannot be read).
+    pub fn new() -> Self {
+        BackendClient {
+            dialer: dial::Dialer::new(),
+        }
+    }
+
+    /// Replay `login` to the backend and return its verdict with the connection.
+    pub async fn login(
+        &self,
+        target: Target<'_>,
+        login: LoginRequest,
+    ) -> Result<LoggedIn, BackendError> {
+        match self.converse(target, login, Until::Verdict).await? {
+            Reached::Verdict(v) => Ok(v),
+            Reached::Ready(_) => Err(BackendError::new(
+                Step::Login,
+                Failure::Protocol(UpstreamError::Malformed),
+            )),
+        }
+    }
+
+    /// Go as far as a login would, without one: connect, greeting, capabilities,
+    /// STARTTLS. For probes without a probe account.
+    pub async fn ready(&self, target: Target<'_>) -> Result<Conn, BackendError> {
+        let placeholder = LoginRequest {
+            credentials: mailgate_proto::Credentials::Password {
+                authzid: None,
+                authcid: String::new(),
+                password: mailgate_proto::Secret::new(b""),
+            },
+        };
+        match self.converse(target, placeholder, Until::Ready).await? {
+            Reached::Ready(conn) => Ok(conn),
+            Reached::Verdict(_) => Err(BackendError::new(
+                Step::Setup,
+                Failure::Protocol(UpstreamError::Malformed),
+            )),
+        }
+    }
+
+    async fn converse(
+        &self,
+        t: Target<'_>,
+        login: LoginRequest,
+        until: Until,
+    ) -> Result<Reached, BackendError> {
+        let started = Instant::now();
+        let d = t.deadlines;
+        let mut conn = self.dialer.dial(&t).await?;
+        let config = UpstreamConfig {
+            limits: t.limits.clone(),
+            starttls: t.backend.tls == BackendTls::StartTls,
+            forward: t.forward.clone(),
+        };
+        let mut engine = Engine::new(t.protocol, config, login);
+        let mut step = Step::Greeting;
+        let mut read_deadline = Instant::now() + d.greeting;
+        let mut read_limit = d.greeting;
+        let mut credentials_at = None;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let action = engine
+                .next_action()
+                .map_err(|e| BackendError::new(step, Failure::Protocol(e)))?;
+            match action {
+                Some(UpstreamAction::Send(bytes)) => {
+                    if step == Step::Greeting {
+                        step = Step::Setup;
+                    }
+                    write(&mut conn, &bytes, step, d.write).await?;
+                    read_deadline = Instant::now() + d.answer;
+                    read_limit = d.answer;
+                }
+                Some(UpstreamAction::StartTls) => {
+                    let Conn::Plain(tcp) = conn else {
+                        return Err(BackendError::new(
+                            Step::Tls,
+                            Failure::Protocol(UpstreamError::StartTlsRefused),
+                        ));
+                    };
+                    conn = self.dialer.handshake(t.backend, tcp, &d).await?;
+                    engine.tls_started();
+                }
+                Some(UpstreamAction::CredentialsNext) => {
+                    if let Until::Ready = until {
+                        return Ok(Reached::Ready(conn));
+                    }
+                    step = Step::Login;
+                    credentials_at = Some(Instant::now());
+                }
+                Some(UpstreamAction::Done(verdict)) => {
+                    let now = Instant::now();
+                    return Ok(Reached::Verdict(LoggedIn {
+                        conn,
+                        verdict,
+                        remaining: engine.into_remaining(),
+                        latency: now - credentials_at.unwrap_or(started),
+                        total: now - started,
+                    }));
+                }
+                None => {
+                    let n = match timeout_at(read_deadline, conn.read(&mut buf)).await {
+                        Ok(Ok(0)) => return Err(BackendError::new(step, Failure::Closed)),
+                        Ok(Ok(n)) => n,
+                        Ok(Err(e)) => return Err(BackendError::io(step, e)),
+                        Err(_) => {
+                            return Err(BackendError::new(step, Failure::Timeout(read_limit)));
+                        }
+                    };
+                    engine.feed(&buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// Write and flush `bytes` within `limit`.
+pub async fn write(
+    conn: &mut Conn,
+    bytes: &[u8],
+    step: Step,
+    limit: Duration,
+) -> Result<(), BackendError> {
+    let io = async {
+        conn.write_all(bytes).await?;
+        conn.flush().await
+    };
+    match timeout(limit, io).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BackendError::io(step, e)),
+        Err(_) => Err(BackendError::new(step, Failure::Timeout(limit))),
+    }
+}
