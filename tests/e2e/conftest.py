@@ -273,7 +273,7 @@ def cyrus_factory(request, work_dir: Path):
     request.node._cyrus = made
 
     def make(name: str, **kwargs) -> cyrus_harness.Cyrus:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:40]
         instance = cyrus_harness.Cyrus(
             name=name, root=work_dir / "cyrus" / f"{safe}-{name}-{len(made)}",
             users=_cyrus_accounts(), imap_port=free_port(), pop3_port=free_port(), **kwargs)

@@ -43,6 +43,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,6 +116,14 @@ def run_user() -> tuple[str, int, int]:
     else:
         entry = pwd.getpwuid(os.getuid())
     return entry.pw_name, entry.pw_uid, entry.pw_gid
+
+
+def _socket_path(wanted: Path) -> Path:
+    """``wanted``, or a path in a fresh /tmp directory when ``wanted`` is too long for a
+    unix socket (108 bytes with the NUL)."""
+    if len(os.fsencode(str(wanted))) <= 100:
+        return wanted
+    return Path(tempfile.mkdtemp(prefix="mailgate-cyrus-")) / wanted.name
 
 
 # --- the saslauthd responder ------------------------------------------------------------------
@@ -253,6 +262,8 @@ class SaslAuthd:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        if self.path.parent.name.startswith("mailgate-cyrus-"):  # made by _socket_path
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def log_text(self) -> str:
         with self.lock:
@@ -285,7 +296,7 @@ class Cyrus:
         self.root = Path(self.root).resolve()
         self.frozen: list[int] = []
         self.proc: subprocess.Popen | None = None
-        self.saslauthd = SaslAuthd(self.root / "sasl" / "mux", self.users)
+        self.saslauthd = SaslAuthd(_socket_path(self.root / "sasl" / "mux"), self.users)
 
     # paths
     @property
