@@ -76,3 +76,53 @@ def test_sixth_login_is_refused_fast_and_admitted_after_a_logout(mailgate_factor
                 imap.logout()
             except Exception:
                 pass
+
+
+def test_session_the_backend_ended_frees_its_slot_while_the_client_stays(mailgate_factory, pki):
+    """A client that sends LOGOUT but never closes its socket (a sleeping laptop, a dead NAT
+    entry) must not keep a budget slot: Dovecot ends the session, mailgate delivers its
+    answer, closes the client and releases the slot, so a sixth login is admitted."""
+    mg = mailgate_factory(routing={"backends": {"mail1": {"max_sessions": 5}}})
+    port = mg.ports["imap"]
+    held = []
+    try:
+        for _ in range(5):
+            imap = imap_open("127.0.0.1", port, "plain", pki.ca_cert)
+            imap.login("alice@example.com", PASSWORD)
+            held.append(imap)
+        sixth = imap_open("127.0.0.1", port, "plain", pki.ca_cert)
+        with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+            sixth.login("alice@example.com", PASSWORD)
+
+        # LOGOUT by hand, and the socket stays open on the client's side.
+        stays = held.pop()
+        stays.send(b"z1 LOGOUT\r\n")
+        sock = stays.socket()
+        sock.settimeout(10)
+        got = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break  # mailgate closed the client after the backend ended the session
+            got += chunk
+        assert b"* BYE" in got and b"z1 OK" in got, got
+
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                sixth.login("alice@example.com", PASSWORD)
+                break
+            except imaplib.IMAP4.error as e:
+                assert "[UNAVAILABLE]" in str(e), e
+                assert time.monotonic() < deadline, "the slot of the ended session was never freed"
+                time.sleep(0.05)
+        held.append(sixth)
+        mail1 = mg.backend_status("mail1")
+        assert mail1["sessions"] == 5, mail1
+        stays.sock.close()
+    finally:
+        for imap in held:
+            try:
+                imap.logout()
+            except Exception:
+                pass

@@ -22,7 +22,7 @@ def _preauth(port: int, greeting: bytes) -> socket.socket:
 
 
 def test_sigterm_tells_preauth_sessions_and_drains_spliced_ones(mailgate_factory, pki):
-    mg = mailgate_factory(config={"shutdown_grace": f"{GRACE:g}s"})
+    mg = mailgate_factory(config={"shutdown_grace": f"{GRACE:g}s", "shutdown_close_window": "1s"})
     spliced = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert)
     spliced.login("alice@example.com", PASSWORD)
     spliced.select("INBOX")
@@ -39,16 +39,20 @@ def test_sigterm_tells_preauth_sessions_and_drains_spliced_ones(mailgate_factory
         assert spliced.noop()[0] == "OK"
         assert time.monotonic() - sent < GRACE
 
-        # Then closed by mailgate, not much later than the grace period.
+        # Then closed by mailgate within the close window after the grace (plus at most
+        # 2 s waiting for a quiet moment), with a BYE saying why: never a silent close.
         closed_at = None
-        while time.monotonic() - sent < GRACE + 3:
+        why = ""
+        while time.monotonic() - sent < GRACE + 1 + 2 + 3:
             try:
                 spliced.noop()
-            except (imaplib.IMAP4.abort, OSError, EOFError):
+            except (imaplib.IMAP4.abort, OSError, EOFError) as e:
                 closed_at = time.monotonic()
+                why = str(e)
                 break
             time.sleep(0.2)
         assert closed_at is not None, "spliced session still open after the grace period"
+        assert "shutting down" in why, f"closed without the BYE: {why!r}"
         assert closed_at - sent >= GRACE * 0.5, "spliced session closed long before the grace ended"
         assert mg.wait_exit(timeout=5) == 0
     finally:
