@@ -140,6 +140,8 @@ class Dovecot:
     key: Path | None = None
     imap_process_limit: int | None = None
     host: str = LOOPBACK
+    # The plain IMAP and POP3 listeners require a PROXY protocol header (from loopback).
+    haproxy: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -192,6 +194,7 @@ class Dovecot:
             "auth_failure_delay = 0",
             "mail_max_userip_connections = 10000",
             "login_trusted_networks = 127.0.0.0/8 ::1/128",
+            *(["haproxy_trusted_networks = 127.0.0.0/8 ::1/128"] if self.haproxy else []),
             f'login_greeting = Dovecot backend {self.name} ready.',
             # Unquoted keys on purpose: the fully quoted form silently yields "ID NIL".
             f'imap_id_send = name * version * x-backend "{self.name}"',
@@ -228,6 +231,7 @@ class Dovecot:
                 f"  inet_listener {plain} {{",
                 f"    address = {self.host}",
                 f"    port = {plain_port}",
+                *(["    haproxy = yes"] if self.haproxy else []),
                 "  }",
                 f"  inet_listener {secure} {{",
                 f"    address = {self.host}",
@@ -290,15 +294,19 @@ class Dovecot:
             )
         port = self.imap_port or self.pop3_port
         if port:
-            self._wait_greeting(port, timeout)
+            self._wait_greeting(port, timeout, proxy=self.haproxy)
         return self
 
-    def _wait_greeting(self, port: int, timeout: float) -> None:
+    def _wait_greeting(self, port: int, timeout: float, proxy: bool = False) -> None:
         deadline = time.monotonic() + timeout
         last = None
+        # A PROXY v2 header with the LOCAL command: the connection's own addresses.
+        local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection((self.host, port), timeout=1.0) as s:
+                    if proxy:
+                        s.sendall(local)
                     if s.recv(512)[:1] in (b"*", b"+"):
                         return
             except OSError as e:

@@ -72,3 +72,56 @@ def test_untrusted_peer_is_not_asked_for_a_header(mailgate_factory):
         assert imap.login("alice@example.com", PASSWORD)[0] == "OK"
     finally:
         imap.logout()
+
+
+def test_probes_send_the_proxy_header_to_a_backend_that_requires_it(
+    mailgate_factory, work_dir, pki, probe_secret_file
+):
+    """A Dovecot whose listeners require the PROXY protocol (`haproxy = yes`) answers
+    nothing to a connection without the header. With `forward_client: proxy_v2`, mailgate's
+    probes (login + SELECT INBOX / STAT) send it too, so the backend stays up, and client
+    logins arrive with the client's address."""
+    from layout import PROBE_PASSWORD, PROBE_USER
+    from dovecot import Dovecot, free_port, stop_many
+    import time
+
+    pv = Dovecot(
+        name="pv2", root=work_dir / "backends" / "pv2",
+        users={"carol@proxied.test": PASSWORD, PROBE_USER: PROBE_PASSWORD},
+        imap_port=free_port(), pop3_port=free_port(), haproxy=True,
+    ).start()
+    try:
+        mg = mailgate_factory(routing={
+            "backends": {"pv2": {
+                "host": "127.0.0.1", "imap_port": pv.imap_port, "pop3_port": pv.pop3_port,
+                "forward_client": "proxy_v2",
+                "probe": {"user": PROBE_USER, "password_file": str(probe_secret_file)},
+            }},
+            "domains": {"proxied.test": "pv2"},
+        })
+        # The backend really requires the header: without it, no greeting.
+        with socket.create_connection(("127.0.0.1", pv.imap_port), timeout=5) as raw:
+            raw.settimeout(1.5)
+            try:
+                first = raw.recv(64)
+            except socket.timeout:
+                first = b""
+            assert not first.startswith(b"* OK"), first
+        # Several probe intervals (1 s, fall 3): a probe without the header would fail
+        # every time and the backend would be down by now.
+        since = pv.log_size()
+        time.sleep(4.5)
+        status = mg.backend_status("pv2")
+        assert status["state"] == "up", status
+        probe_logins = pv.log_text()[since:].count(f"Login: user=<{PROBE_USER}>")
+        assert probe_logins >= 4, pv.log_tail()
+        imap = imaplib.IMAP4("127.0.0.1", mg.ports["imap"], timeout=10)
+        try:
+            assert imap.login("carol@proxied.test", PASSWORD)[0] == "OK"
+            assert imap.select("INBOX")[0] == "OK"
+        finally:
+            imap.logout()
+        line = pv.wait_log("imap-login: Info: Login: user=<carol@proxied.test>", since=since)
+        assert "rip=127.0.0.1," in line, line
+    finally:
+        stop_many([pv])
