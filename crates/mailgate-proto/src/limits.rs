@@ -3,8 +3,15 @@
 /// Limits applied by the front engines. Defaults follow design.md §7.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest IMAP command line (without literals), CRLF included.
+    /// Longest IMAP command line (without literals), CRLF included, for every command but
+    /// the two below.
     pub max_line: usize,
+    /// Longest `AUTHENTICATE` line and SASL response line (IMAP), and POP3 `AUTH` line with
+    /// its initial response: OAuth tokens (JWTs) of several KB travel in one line.
+    pub max_sasl_line: usize,
+    /// Longest `ID` command line: RFC 2971 allows 30 pairs of 30-octet names and
+    /// 1024-octet values, about 32 KB.
+    pub max_id_line: usize,
     /// Largest literal accepted before login.
     pub max_literal: usize,
     /// Bad commands tolerated before `BYE` and close (the 3rd bad command closes).
@@ -29,13 +36,15 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: 8 * 1024,
+            max_sasl_line: 16 * 1024,
+            max_id_line: 36 * 1024,
             max_literal: 4 * 1024,
             max_bad_commands: 3,
             max_tag_len: 64,
             max_id_pairs: 30,
             max_id_field: 1024,
             pop3_max_line: 255,
-            pop3_max_sasl_line: 8 * 1024,
+            pop3_max_sasl_line: 16 * 1024,
             upstream_max_line: 64 * 1024,
             upstream_max_untagged: 64,
         }

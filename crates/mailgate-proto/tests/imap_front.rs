@@ -462,3 +462,62 @@ fn secrets_are_not_printed() {
     assert!(!format!("{action:?}").contains("hunter2"));
     assert!(!format!("{f:?}").contains("hunter2"));
 }
+
+/// Line limits are per command: AUTHENTICATE carries OAuth tokens of 8 KB and more (about
+/// 11 KB in base64), ID may be as large as RFC 2971 allows (30 pairs of 30-octet names and
+/// 1024-octet values), while LOGIN and the rest keep `max_line`.
+#[test]
+fn line_limits_are_per_command() {
+    use base64::Engine as _;
+    let config = || FrontConfig {
+        oauth: true,
+        ..plain_config()
+    };
+    let token = "t".repeat(8 * 1024);
+    let ir = base64::engine::general_purpose::STANDARD
+        .encode(format!("user=a@b.test\u{1}auth=Bearer {token}\u{1}\u{1}"));
+    let line = format!("a AUTHENTICATE XOAUTH2 {ir}\r\n");
+    assert!(line.len() > 8 * 1024);
+    let mut f = ImapFront::new(config(), false);
+    assert_eq!(run(&mut f, line.as_bytes()), ["LOGIN:a@b.test"]);
+    // The same token as a continuation response.
+    let mut f = ImapFront::new(config(), false);
+    assert_eq!(run(&mut f, b"a AUTHENTICATE XOAUTH2\r\n"), ["S:+ \r\n"]);
+    assert_eq!(
+        run(&mut f, format!("{ir}\r\n").as_bytes()),
+        ["LOGIN:a@b.test"]
+    );
+
+    let pairs: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                "\"x-field-{i:02}{}\" \"{}\"",
+                "n".repeat(19),
+                "v".repeat(1024)
+            )
+        })
+        .collect();
+    let id = format!("a ID ({})\r\n", pairs.join(" "));
+    assert!(id.len() > 31 * 1024, "{}", id.len());
+    let mut f = ImapFront::new(config(), false);
+    let out = run(&mut f, id.as_bytes());
+    assert!(
+        out.last()
+            .is_some_and(|l| l.ends_with("a OK ID completed.\r\n")),
+        "{out:?}"
+    );
+    assert_eq!(f.client_id().len(), 30);
+
+    let login = format!("a LOGIN u {}\r\n", "p".repeat(9 * 1024));
+    let mut f = ImapFront::new(config(), false);
+    assert_eq!(
+        run(&mut f, login.as_bytes()),
+        ["S:* BYE Command line too long.\r\n", "CLOSE:line_too_long"]
+    );
+    let mut f = ImapFront::new(config(), false);
+    let huge = format!("a AUTHENTICATE XOAUTH2 {}\r\n", "A".repeat(17 * 1024));
+    assert_eq!(
+        run(&mut f, huge.as_bytes()),
+        ["S:* BYE Command line too long.\r\n", "CLOSE:line_too_long"]
+    );
+}

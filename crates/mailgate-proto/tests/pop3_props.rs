@@ -26,7 +26,7 @@ fn front_actions(chunks: &[&[u8]]) -> Vec<FrontAction> {
     let mut out = Vec::new();
     for chunk in chunks {
         f.feed(chunk);
-        assert!(f.buffered_len() <= 8 * 1024);
+        assert!(f.buffered_len() <= 16 * 1024);
         while let Some(a) = f.next_action() {
             let login = matches!(a, FrontAction::Login(_));
             out.push(a);

@@ -40,6 +40,24 @@ pub(crate) struct Framer {
     literal_bytes: usize,
     /// Literal data still expected.
     literal_left: usize,
+    /// The line limit of the command being assembled (from its name, on its first line).
+    line_limit: Option<usize>,
+}
+
+/// The line limit for a command whose first line starts with `head`: larger for
+/// `AUTHENTICATE` (OAuth tokens) and `ID` (RFC 2971 maxima), `max_line` for the rest.
+fn line_limit_for(head: &[u8], limits: &Limits) -> usize {
+    let mut words = head.splitn(3, |b| *b == b' ');
+    let _tag = words.next();
+    let name = words.next().unwrap_or_default();
+    let name = name.strip_suffix(b"\r\n").unwrap_or(name);
+    if name.eq_ignore_ascii_case(b"AUTHENTICATE") {
+        limits.max_line.max(limits.max_sasl_line)
+    } else if name.eq_ignore_ascii_case(b"ID") {
+        limits.max_line.max(limits.max_id_line)
+    } else {
+        limits.max_line
+    }
 }
 
 impl Framer {
@@ -67,6 +85,7 @@ impl Framer {
 
     fn drop_command(&mut self) {
         self.cmd.clear();
+        self.line_limit = None;
         self.line_bytes = 0;
         self.literal_bytes = 0;
         self.literal_left = 0;
@@ -110,13 +129,22 @@ impl Framer {
                 return Framed::Need;
             }
         }
+        let limit = match self.line_limit {
+            Some(l) => l,
+            // The command's name is in its first 64 octets (tag ≤ 64 is checked later).
+            None if self.input.len() < 80 && !self.input.contains(&b'\n') => limits.max_line,
+            None => line_limit_for(&self.input[..self.input.len().min(96)], limits),
+        };
         let Some(end) = self.find_lf() else {
-            if self.line_bytes + self.input.len() > limits.max_line {
+            if self.line_bytes + self.input.len() > limit {
                 return Framed::LineTooLong;
             }
             return Framed::Need;
         };
-        if self.line_bytes + end > limits.max_line {
+        let limit = *self
+            .line_limit
+            .get_or_insert_with(|| line_limit_for(&self.input[..end.min(96)], limits));
+        if self.line_bytes + end > limit {
             return Framed::LineTooLong;
         }
         self.line_bytes += end;

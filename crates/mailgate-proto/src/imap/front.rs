@@ -271,7 +271,8 @@ impl ImapFront {
     }
 
     fn step_auth(&mut self) -> bool {
-        match self.framer.line(self.config.limits.max_line) {
+        let limits = &self.config.limits;
+        match self.framer.line(limits.max_line.max(limits.max_sasl_line)) {
             Err(_) => {
                 self.bye_close("Command line too long.", CloseReason::LineTooLong);
                 true

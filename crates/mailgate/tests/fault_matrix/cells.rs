@@ -150,10 +150,10 @@ impl Fault {
             Fault::VerdictNever => un(&["login timed out"]),
             Fault::ResetMidLogin => un(&["connection lost during login"]),
             Fault::GarbageVerdict => un(&["protocol error"]),
-            // The brief: IN-USE counts against health like SYS/TEMP. (The current code
-            // scopes it to the mailbox and leaves health alone, since a user can lock their
-            // own mailbox at will; set `counts: false` here if that design is confirmed.)
-            Fault::TempFail(TempCode::InUse) => Expect::Temporary { counts: true },
+            // IN-USE is about one mailbox (the user's own other session holds the
+            // maildrop): a client with valid credentials causes it at will, so it must
+            // never count against the backend's health (docs/protocol.md).
+            Fault::TempFail(TempCode::InUse) => Expect::Temporary { counts: false },
             Fault::TempFail(_) => Expect::Temporary { counts: true },
             Fault::CloseAfterLoginOk | Fault::CloseMidFetch | Fault::StallMidSplice => {
                 Expect::Spliced
