@@ -56,7 +56,7 @@ stop() { # PID: SIGTERM, wait at most 10 s, then SIGKILL
 # --- build -------------------------------------------------------------------------------
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
     log "building release binaries"
-    cargo build --release -p mailgate-bench --bins
+    cargo build --release -p mailgate-testkit --bins
     MAILGATE_BUILT=1
     cargo build --release -p mailgate --bin mailgate || MAILGATE_BUILT=0
 else
@@ -102,7 +102,7 @@ stop_fake() { stop "$FAKE_PID"; stop "$FAKE_BIG_PID"; }
 
 make_tls() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -subj /CN=mailgate-bench-ca 2>/dev/null
+        -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -subj /CN=mailgate-testkit-ca 2>/dev/null
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -keyout "$WORK/key.pem" -out "$WORK/leaf.csr" -subj /CN=localhost 2>/dev/null
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
@@ -255,11 +255,11 @@ bench_idle() {
 }
 
 # (d) routing: a 1,000,000-domain routing file: parse+validate time, peak RSS, lookup ns/op
-# against a plain HashMap lookup of the same keys in the same run (mailgate-routing's bench).
+# against a plain HashMap lookup of the same keys in the same run (mailgate-config's bench).
 bench_routing() {
-    log "routing: 1,000,000 domains (cargo bench -p mailgate-routing --bench routing)"
+    log "routing: 1,000,000 domains (cargo bench -p mailgate-config --bench routing)"
     MAILGATE_BENCH_DOMAINS=${BENCH_ROUTING_DOMAINS:-1000000} \
-        cargo bench -q -p mailgate-routing --bench routing 2>&1 | tee "$OUT/routing.txt" | grep -E '^(routing|lookup|diff)' >&2 || true
+        cargo bench -q -p mailgate-config --bench routing 2>&1 | tee "$OUT/routing.txt" | grep -E '^(routing|lookup|diff)' >&2 || true
 }
 
 # --- run ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use mailgate_health::{
     Activity, HealthView, KickHandle, KickRegistry, KickRequest, LoginPermit, PassiveSignal,
     RefusalReason, SessionGuard,
 };
-use mailgate_routing::{Backend, RoutingTable};
+use mailgate_config::{Backend, RoutingTable};
 
 use crate::metrics::{BackendProtocol, Metrics};
 use mailgate_proto::Protocol;

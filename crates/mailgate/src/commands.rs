@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use mailgate_routing::normalize::parse_login;
-use mailgate_routing::{Config, ConfigErrors, Diagnostic, RouteRule, RoutingTable};
+use mailgate_config::normalize::parse_login;
+use mailgate_config::{Config, ConfigErrors, Diagnostic, RouteRule, RoutingTable};
 
 fn print_errors(e: &ConfigErrors) {
     for d in &e.0 {

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use mailgate_routing::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, Routing, RoutingTable};
 
 /// `mailgate run`: load the configuration and serve until SIGTERM/SIGINT.
 pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -65,7 +65,7 @@ fn spawn_reload_triggers(
     shared: &Arc<server::Shared>,
     routing_file: &Path,
     tokens: Arc<admin::auth::TokenStore>,
-) -> Option<mailgate_routing::Watcher> {
+) -> Option<mailgate_config::Watcher> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let tx_hup = tx.clone();
     tokio::spawn(async move {
@@ -84,7 +84,7 @@ fn spawn_reload_triggers(
             let _ = tokens.reload();
         }
     });
-    match mailgate_routing::watch(routing_file, move || {
+    match mailgate_config::watch(routing_file, move || {
         let _ = tx.try_send("file_change");
     }) {
         Ok(w) => Some(w),

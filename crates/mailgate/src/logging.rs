@@ -1,6 +1,6 @@
 //! Log setup: `log.level` (RUST_LOG overrides it) and `log.format` (text | json).
 
-use mailgate_routing::{LogConfig, LogFormat};
+use mailgate_config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. Safe to call once per process.

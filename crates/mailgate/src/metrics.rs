@@ -348,7 +348,7 @@ impl Metrics {
     }
 
     /// Mirror the routing table's size.
-    pub fn set_routes(&self, table: &mailgate_routing::RoutingTable) {
+    pub fn set_routes(&self, table: &mailgate_config::RoutingTable) {
         let c = table.counts();
         for (kind, n) in [
             ("domain", c.domains),

@@ -11,7 +11,7 @@ use mailgate_health::{
     BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
 };
 use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict, Secret};
-use mailgate_routing::Routing;
+use mailgate_config::Routing;
 use tokio::time::Instant;
 
 use crate::backend::{BackendClient, BackendError, Deadlines, Step, Target};

@@ -12,7 +12,7 @@ use mailgate_health::{
     ProbeScheduler,
 };
 use mailgate_proto::{FrontConfig, Limits, Protocol};
-use mailgate_routing::{Config, HealthConfig, Routing, RoutingTable};
+use mailgate_config::{Config, HealthConfig, Routing, RoutingTable};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -286,7 +286,7 @@ pub fn probe_targets(table: &RoutingTable) -> Vec<BackendTarget> {
 }
 
 /// Load the server certificates named in the config.
-pub fn load_tls(t: &mailgate_routing::TlsConfig) -> Result<ServerTls, crate::tls::TlsError> {
+pub fn load_tls(t: &mailgate_config::TlsConfig) -> Result<ServerTls, crate::tls::TlsError> {
     let default = CertSpec {
         cert: t.cert.clone(),
         key: t.key.clone(),

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use cells::{AUTH_FAILURE_DELAY, CAP, Cell, FALL, FAULTS, IDLE, Proto, STEP};
 use harness::{Client, Mailgate};
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FakeHandle, TlsIdentity, TlsMode};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, TlsIdentity, TlsMode};
 
 const TLS_MODES: [TlsMode; 3] = [TlsMode::None, TlsMode::Implicit, TlsMode::Starttls];
 const CONTROL_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mailgate::listener::ListenerKind;
 use mailgate::server::{self, Listeners, Shared};
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode};
-use mailgate_routing::{Config, Routing, RoutingTable};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
+use mailgate_config::{Config, Routing, RoutingTable};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 

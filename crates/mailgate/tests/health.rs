@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 use mailgate_health::{BackendStatus, HealthState, KickSelector};
 
 // --- issue #5: health verdicts ----------------------------------------------------------

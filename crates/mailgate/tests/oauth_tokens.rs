@@ -17,7 +17,7 @@ use base64::Engine as _;
 use mailgate::listener::ListenerKind;
 use mailgate::server::{self, Listeners, Shared};
 use mailgate_health::HealthState;
-use mailgate_routing::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, Routing, RoutingTable};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mailgate::listener::ListenerKind;
 use mailgate::server::{Listeners, Shared, serve};
-use mailgate_routing::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, Routing, RoutingTable};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;

@@ -110,7 +110,7 @@ pub fn resolve_target(
 ) -> Result<Target, CtlError> {
     let cfg = match config {
         Some(p) => {
-            Some(mailgate_routing::Config::load(p).map_err(|e| CtlError::Config(e.to_string()))?)
+            Some(mailgate_config::Config::load(p).map_err(|e| CtlError::Config(e.to_string()))?)
         }
         None => None,
     };

@@ -285,11 +285,11 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
     let selector = match key {
         "backend" => KickSelector::Backend(value.clone()),
         // The same normal form sessions register with (lowercase, punycode).
-        "domain" => match mailgate_routing::normalize::normalize_domain(&value) {
+        "domain" => match mailgate_config::normalize::normalize_domain(&value) {
             Some(d) => KickSelector::Domain(d.into_owned()),
             None => return http::error(StatusCode::BAD_REQUEST, "domain=: not a valid domain"),
         },
-        _ => match mailgate_routing::normalize::parse_login(&value, None) {
+        _ => match mailgate_config::normalize::parse_login(&value, None) {
             Some(login) => KickSelector::User(login.address()),
             None => return http::error(StatusCode::BAD_REQUEST, "user=: not a valid login"),
         },

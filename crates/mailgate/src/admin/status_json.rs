@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailgate_health::{BackendStatus, HealthState, ProbeResult};
-use mailgate_routing::RoutingTable;
+use mailgate_config::RoutingTable;
 use serde_json::{Value, json};
 
 use super::status_page::availability::{self, Verdict};

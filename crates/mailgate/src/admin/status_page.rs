@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use mailgate_health::BackendStatus;
-use mailgate_routing::{Backend, RouteRule, RoutingTable};
+use mailgate_config::{Backend, RouteRule, RoutingTable};
 
 pub mod availability;
 
@@ -309,7 +309,7 @@ fn domain_answer(typed: &str, input: &PageInput<'_>) -> (&'static str, String) {
     let domain = typed.rsplit('@').next().unwrap_or(typed).trim();
     let valid = !domain.is_empty()
         && domain.len() <= 253
-        && mailgate_routing::normalize::normalize_domain(domain).is_some();
+        && mailgate_config::normalize::normalize_domain(domain).is_some();
     if !valid {
         return (
             "unknown",

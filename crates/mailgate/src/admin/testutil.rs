@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use mailgate_health::{BackendStatus, HealthState, ProbeResult, Protocol};
-use mailgate_routing::RoutingTable;
+use mailgate_config::RoutingTable;
 
 const TABLE: &str = r#"
 backends:

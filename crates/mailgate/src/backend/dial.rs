@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use hickory_resolver::TokioResolver;
 use mailgate_proto::Protocol;
-use mailgate_routing::{Backend, BackendTls, ForwardClient};
+use mailgate_config::{Backend, BackendTls, ForwardClient};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;

@@ -22,7 +22,7 @@ use mailgate_proto::{
     ForwardInfo, Limits, LoginRequest, LoginVerdict, Protocol, UpstreamAction, UpstreamConfig,
     UpstreamError,
 };
-use mailgate_routing::{Backend, BackendTls, LimitsConfig};
+use mailgate_config::{Backend, BackendTls, LimitsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 

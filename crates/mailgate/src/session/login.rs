@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use mailgate_health::PassiveSignal;
 use mailgate_proto::{ClientAddr, ForwardInfo, LoginRequest, LoginVerdict, TempScope};
-use mailgate_routing::{Backend, ForwardClient, RoutingTable};
+use mailgate_config::{Backend, ForwardClient, RoutingTable};
 use tokio::time::sleep;
 
 use super::Summary;
@@ -71,7 +71,7 @@ pub(super) async fn login(
         .map(|d| {
             // The same normal form as the routing table (lowercase, punycode), so that
             // kicks by domain and the logs agree with routing.
-            mailgate_routing::normalize::normalize_domain(d)
+            mailgate_config::normalize::normalize_domain(d)
                 .map(|c| c.into_owned())
                 .unwrap_or_else(|| d.to_ascii_lowercase())
         });
@@ -95,7 +95,7 @@ pub(super) async fn login(
         }
     };
     // Kicks by user compare the normalised address (as routing does).
-    let kick_user = mailgate_routing::normalize::parse_login(&user, ctx.table.default_domain())
+    let kick_user = mailgate_config::normalize::parse_login(&user, ctx.table.default_domain())
         .map(|l| l.address())
         .unwrap_or_else(|| user.to_ascii_lowercase());
     let first = attempt(&ctx, permit, req.clone(), summary, &kick_user).await;

@@ -341,14 +341,14 @@ mod tests {
         let routing =
             "backends:\n  b:\n    host: 127.0.0.1\n    imap_port: 1\ndomains:\n  e.com: b\n";
         std::fs::write(dir.path().join("r.yaml"), routing).expect("write");
-        let cfg = mailgate_routing::Config::parse(
+        let cfg = mailgate_config::Config::parse(
             "listen:\n  imap: 127.0.0.1:0\nrouting_file: r.yaml\n",
             &dir.path().join("m.yaml"),
         )
         .expect("config");
-        let loaded = mailgate_routing::RoutingTable::load(&cfg.routing_file).expect("routing");
+        let loaded = mailgate_config::RoutingTable::load(&cfg.routing_file).expect("routing");
         let shared =
-            crate::server::Shared::new(cfg, Arc::new(mailgate_routing::Routing::new(loaded)), None);
+            crate::server::Shared::new(cfg, Arc::new(mailgate_config::Routing::new(loaded)), None);
         let fut = super::run(shared, crate::listener::ListenerKind::Imap, tcp, addr);
         let size = size_of(&fut);
         assert!(size <= 3072, "session future grew to {size} bytes");

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use mailgate::listener::ListenerKind;
 use mailgate::server::{self, Listeners, Shared};
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode};
 use mailgate_health::BackendStatus;
-use mailgate_routing::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, Routing, RoutingTable};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};

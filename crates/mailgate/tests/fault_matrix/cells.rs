@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use mailgate_bench::fake::{FaultMode, TempCode, TlsMode};
+use mailgate_testkit::fake::{FaultMode, TempCode, TlsMode};
 
 /// `health.fall`: failed logins until a backend is `down`.
 pub const FALL: u32 = 3;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mailgate_bench::fake::FakeHandle;
+use mailgate_testkit::fake::FakeHandle;
 
 use super::cells::{AUTH_FAILURE_DELAY, CAP, Cell, Expect, FALL, Fault, IDLE, MARGIN, Proto};
 use super::harness::{Client, Mailgate, Read};

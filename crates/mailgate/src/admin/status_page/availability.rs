@@ -11,7 +11,7 @@
 //! left out: it lasts as long as a login, not a state a reader can act on.
 
 use mailgate_health::{BackendStatus, HealthState};
-use mailgate_routing::RoutingTable;
+use mailgate_config::RoutingTable;
 
 /// Why a backend turns every new login away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! mailgate configuration and routing table (issue #3).
+//! mailgate configuration: `mailgate.yaml` and `routing.yaml` (the operator's files) and the routing table they describe.
 //!
 //! - [`Config`]: the main config file (`mailgate.yaml`).
 //! - [`RoutingTable`]: the immutable snapshot of `routing.yaml`; [`RoutingTable::lookup`]

@@ -2,7 +2,7 @@
 //! routing file, peak RSS, and lookup ns/op, with a `HashMap<String, String>` lookup of the
 //! same keys as the in-run baseline. Never asserts on time.
 //!
-//! `cargo bench -p mailgate-routing --bench routing` generates 1,000,000 domains; set
+//! `cargo bench -p mailgate-config --bench routing` generates 1,000,000 domains; set
 //! `MAILGATE_BENCH_DOMAINS=N` for another size or `MAILGATE_BENCH_FILE=path` to load a file
 //! made by `examples/gen_routing.rs`.
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mailgate_routing::RoutingTable;
+use mailgate_config::RoutingTable;
 
 fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -3,7 +3,7 @@
 //! must succeed and `check_files` must name exactly the two missing TLS files when absent.
 use std::path::PathBuf;
 
-use mailgate_routing::{Config, RoutingTable};
+use mailgate_config::{Config, RoutingTable};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")

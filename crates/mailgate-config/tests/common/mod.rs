@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use mailgate_routing::{ConfigErrors, Loaded, RoutingTable};
+use mailgate_config::{ConfigErrors, Loaded, RoutingTable};
 
 #[derive(Debug)]
 pub struct Dir {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use mailgate_bench::client::{ConnectOptions, TlsMode, tls_connector};
+use mailgate_testkit::client::{ConnectOptions, TlsMode, tls_connector};
 use rustls_pki_types::ServerName;
 
 #[derive(Debug, Parser)]

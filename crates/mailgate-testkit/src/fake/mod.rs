@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode};
+//! use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 //! let fake = FakeBackend::spawn(FakeConfig::imap("mail1")).await?;
 //! // point the proxy at fake.addr ...
 //! fake.set_mode(FaultMode::StallAfterGreeting);

@@ -2,9 +2,9 @@
 mod common;
 
 use common::Dir;
-use mailgate_routing::{Config, ConfigErrors, Diagnostic};
+use mailgate_config::{Config, ConfigErrors, Diagnostic};
 
-fn errors(r: Result<mailgate_routing::Loaded, ConfigErrors>) -> Vec<Diagnostic> {
+fn errors(r: Result<mailgate_config::Loaded, ConfigErrors>) -> Vec<Diagnostic> {
     match r {
         Ok(_) => panic!("expected errors"),
         Err(e) => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mailgate_bench::fake::{FakeBackend, FakeConfig, FaultMode, Protocol, TlsIdentity, TlsMode};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode, Protocol, TlsIdentity, TlsMode};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]

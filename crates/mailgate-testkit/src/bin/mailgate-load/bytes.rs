@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailgate_bench::client::{ConnectOptions, ImapClient};
+use mailgate_testkit::client::{ConnectOptions, ImapClient};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};

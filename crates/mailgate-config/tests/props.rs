@@ -9,21 +9,21 @@ proptest! {
 
     #[test]
     fn lookup_never_panics(user in any::<String>()) {
-        thread_local!(static T: mailgate_routing::RoutingTable =
+        thread_local!(static T: mailgate_config::RoutingTable =
             Dir::new().load(BASIC).expect("valid").table);
         T.with(|t| { let _ = t.lookup(&user); });
     }
 
     #[test]
     fn lookup_never_panics_mail_like(user in "[a-zA-Z@.\\-\u{e0}-\u{ff}*\u{0}\u{7f} ]{0,40}") {
-        thread_local!(static T: mailgate_routing::RoutingTable =
+        thread_local!(static T: mailgate_config::RoutingTable =
             Dir::new().load(BASIC).expect("valid").table);
         T.with(|t| { let _ = t.lookup(&user); });
     }
 
     #[test]
     fn case_and_trailing_dot_do_not_matter(local in "[a-z]{1,10}", sub in "[a-z]{1,10}") {
-        thread_local!(static T: mailgate_routing::RoutingTable =
+        thread_local!(static T: mailgate_config::RoutingTable =
             Dir::new().load(BASIC).expect("valid").table);
         T.with(|t| {
             let a = t.lookup(&format!("{local}@{sub}.example.net")).map(|r| r.backend.name.clone());

@@ -1,5 +1,5 @@
 //! Generate a large routing file for benchmarks:
-//! `cargo run -p mailgate-routing --release --example gen_routing -- --domains 1000000 --backends 100 > big.yaml`
+//! `cargo run -p mailgate-config --release --example gen_routing -- --domains 1000000 --backends 100 > big.yaml`
 //! Options: `--domains N` (default 1000000), `--backends N` (100), `--users N` (1000),
 //! `--wildcards N` (1000).
 use std::io::{self, BufWriter, Write};

@@ -2,9 +2,9 @@
 mod common;
 
 use common::{BASIC, Dir};
-use mailgate_routing::RouteRule;
+use mailgate_config::RouteRule;
 
-fn route(t: &mailgate_routing::RoutingTable, user: &str) -> Option<(String, String)> {
+fn route(t: &mailgate_config::RoutingTable, user: &str) -> Option<(String, String)> {
     t.lookup(user)
         .map(|r| (r.backend.name.clone(), r.rule.to_string()))
 }

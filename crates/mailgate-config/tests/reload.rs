@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Dir;
-use mailgate_routing::{Move, Routing, RoutingTable};
+use mailgate_config::{Move, Routing, RoutingTable};
 
 const V1: &str = "backends:\n  m1:\n    host: h1\n    imap_port: 143\n  m2:\n    host: h2\n    imap_port: 143\ndomains:\n  a.test: m1\n  b.test: m2\nusers:\n  u@a.test: m2\ndefault: m1\n";
 const V2: &str = "backends:\n  m1:\n    host: h1\n    imap_port: 143\n  m2:\n    host: h2b\n    imap_port: 143\n  m3:\n    host: h3\n    imap_port: 143\ndomains:\n  a.test: m2\n  b.test: m2\n  c.test: m3\nusers:\n  u@a.test: m2\n  v@b.test: m1\ndefault: m1\n";
@@ -96,7 +96,7 @@ fn watcher_sees_in_place_write_and_rename_over() {
     let d = Dir::new();
     let path = d.write("routing.yaml", V1);
     let (tx, rx) = mpsc::channel();
-    let _w = mailgate_routing::watch_with(&path, Duration::from_millis(50), move || {
+    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move || {
         let _ = tx.send(());
     })
     .expect("watch");
@@ -132,7 +132,7 @@ fn watcher_sees_configmap_symlink_swap() {
     let routing = Arc::new(routing);
     let (tx, rx) = mpsc::channel();
     let r2 = routing.clone();
-    let _w = mailgate_routing::watch_with(&path, Duration::from_millis(50), move || {
+    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move || {
         let _ = r2.reload();
         let _ = tx.send(());
     })

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailgate_bench::client::{ConnectOptions, ImapClient};
+use mailgate_testkit::client::{ConnectOptions, ImapClient};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
