@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::diag::{self, ConfigErrors, Diagnostic};
 use crate::schema::RoutingFile;
-use crate::secret::Secret;
+use mailgate_proto::Secret;
 
 /// How mailgate talks TLS to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

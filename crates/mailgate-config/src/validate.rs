@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use crate::diag::{ConfigErrors, Diagnostic};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
-use crate::secret::Secret;
+use mailgate_proto::Secret;
 use crate::table::{Backend, BackendTls, Entry, ForwardClient, Loaded, Probe, RoutingTable};
 
 struct Ctx<'a> {

@@ -73,5 +73,5 @@ fn example_routes() {
         .backend("mail1")
         .and_then(|b| b.probe.clone())
         .expect("probe");
-    assert_eq!(probe.password.expose(), "probe-secret");
+    assert_eq!(probe.password.expose(), b"probe-secret");
 }

@@ -90,7 +90,7 @@ fn backend_fields_and_secret_redacted() {
     assert_eq!((b.imap_port, b.pop3_port), (Some(10143), Some(10110)));
     assert!(b.tls_verify);
     let p = b.probe.as_ref().expect("probe");
-    assert_eq!(p.password.expose(), "s3cret");
+    assert_eq!(p.password.expose(), b"s3cret");
     let dbg = format!("{t:?}");
     assert!(!dbg.contains("s3cret"), "{dbg}");
     assert_eq!(t.backends().count(), 4);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mailgate_health::{
     BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
 };
-use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict, Secret};
+use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict};
 use mailgate_config::Routing;
 use tokio::time::Instant;
 
@@ -90,7 +90,7 @@ impl NetProber {
             credentials: Credentials::Password {
                 authzid: None,
                 authcid: account.user.clone(),
-                password: Secret::new(account.password.expose()),
+                password: account.password.clone(),
             },
         };
         let done = match self.backends.login(t, login).await {
