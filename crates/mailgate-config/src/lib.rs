@@ -14,6 +14,8 @@ mod config;
 mod diag;
 mod diff;
 mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lookup;
 pub mod normalize;
 mod reload;
@@ -28,7 +30,7 @@ pub use config::{
 };
 pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{BackendChange, Move, RoutingDiff};
-pub use lookup::{Route, RouteRule};
+pub use lookup::{Route, RouteRule, RoutedLogin};
 pub use reload::{ReloadReport, Routing};
 pub use mailgate_proto::Secret;
 pub use table::{Backend, BackendTls, ForwardClient, Loaded, Probe, RouteCounts, RoutingTable};

@@ -40,7 +40,40 @@ pub struct Route {
     pub rule: RouteRule,
 }
 
+/// A login name, normalised once, and where it goes.
+#[derive(Debug, Clone)]
+pub struct RoutedLogin {
+    /// The normalised address (`local@domain`, with `default_domain` applied; lowercase,
+    /// punycode) — what kicks by user and the logs compare. The raw name, lowercased, when it
+    /// does not parse.
+    pub address: String,
+    /// The normalised domain (kicks by domain), if the name has or defaults to one.
+    pub domain: Option<String>,
+    /// The route, `None` when no rule matches or the name is malformed.
+    pub route: Option<Route>,
+}
+
 impl RoutingTable {
+    /// Normalise `user` once and route it.
+    pub fn route_login(&self, user: &str) -> RoutedLogin {
+        let Some(login) = parse_login(user, self.default_domain.as_deref()) else {
+            return RoutedLogin {
+                address: user.to_ascii_lowercase(),
+                domain: None,
+                route: None,
+            };
+        };
+        let route = self.login_index(&login).and_then(|(idx, rule)| {
+            let backend = self.backends.get(idx as usize)?.clone();
+            Some(Route { backend, rule })
+        });
+        RoutedLogin {
+            address: login.address(),
+            domain: login.domain.as_deref().map(str::to_string),
+            route,
+        }
+    }
+
     /// Route a login name. `None` for malformed names (`u@`, `@d`, `u@a@b`, empty, over 254
     /// bytes, control characters) and when no rule matches.
     pub fn lookup(&self, user: &str) -> Option<Route> {

@@ -6,6 +6,9 @@
 
 pub mod admission;
 pub mod conversation;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kick;
 pub mod machine;
 pub mod probe;

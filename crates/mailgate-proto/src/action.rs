@@ -3,9 +3,12 @@
 use std::fmt;
 
 use crate::login::LoginRequest;
+use crate::redact::{Clipped, Len};
 
 /// Next step requested by a front (client-facing) engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the length of `Send`, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub enum FrontAction {
     /// Write these bytes to the client.
     Send(Vec<u8>),
@@ -17,6 +20,17 @@ pub enum FrontAction {
     Login(LoginRequest),
     /// Flush what was sent and close the connection.
     Close(CloseReason),
+}
+
+impl fmt::Debug for FrontAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrontAction::Send(b) => f.debug_tuple("Send").field(&Len::of(b)).finish(),
+            FrontAction::StartTls => f.write_str("StartTls"),
+            FrontAction::Login(r) => f.debug_tuple("Login").field(r).finish(),
+            FrontAction::Close(r) => f.debug_tuple("Close").field(r).finish(),
+        }
+    }
 }
 
 /// Why a front engine closes a session (safe to log: never contains input).
@@ -57,7 +71,9 @@ impl fmt::Display for CloseReason {
 }
 
 /// The outcome of a login relay, reported to the front engine with `login_result()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the backend's answer as a [`BackendReply`] does: lengths and status word.
+#[derive(Clone, PartialEq, Eq)]
 pub enum LoginVerdict {
     /// The backend accepted the login.
     Accepted(BackendReply),
@@ -75,8 +91,29 @@ pub enum LoginVerdict {
     Unavailable(String),
 }
 
+impl fmt::Debug for LoginVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginVerdict::Accepted(r) => f.debug_tuple("Accepted").field(r).finish(),
+            LoginVerdict::Rejected(r) => f.debug_tuple("Rejected").field(r).finish(),
+            LoginVerdict::Temporary(r, scope) => {
+                f.debug_tuple("Temporary").field(r).field(scope).finish()
+            }
+            LoginVerdict::AuthFailed => f.write_str("AuthFailed"),
+            // mailgate's own (configured) text, not the backend's.
+            LoginVerdict::Unavailable(msg) => f
+                .debug_tuple("Unavailable")
+                .field(&Clipped(msg, 200))
+                .finish(),
+        }
+    }
+}
+
 /// A backend's final answer to the replayed login.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// `Debug` shows lengths and the status word (`OK`, `NO`, `+OK`, `-ERR`, ...), never the
+/// text: a backend may echo what it was sent.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct BackendReply {
     /// Complete untagged lines (CRLF included) the backend sent before its verdict,
     /// passed on unchanged (IMAP only; empty for POP3).
@@ -86,8 +123,25 @@ pub struct BackendReply {
     pub status: Vec<u8>,
 }
 
+impl fmt::Debug for BackendReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.status.split(|&b| b == b' ').next().unwrap_or_default();
+        let status = ["OK", "NO", "BAD", "BYE", "+OK", "-ERR"]
+            .into_iter()
+            .find(|w| word.eq_ignore_ascii_case(w.as_bytes()))
+            .unwrap_or("?");
+        f.debug_struct("BackendReply")
+            .field("untagged", &Len::of(&self.untagged))
+            .field("status", &status)
+            .field("status_len", &self.status.len())
+            .finish()
+    }
+}
+
 /// Next step requested by an upstream (backend-facing) engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the length of `Send` (it carries the login line), never the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub enum UpstreamAction {
     /// Write these bytes to the backend.
     Send(Vec<u8>),
@@ -100,6 +154,17 @@ pub enum UpstreamAction {
     /// The login relay is finished. Bytes the backend sent after its verdict are in
     /// `into_remaining()`.
     Done(LoginVerdict),
+}
+
+impl fmt::Debug for UpstreamAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamAction::Send(b) => f.debug_tuple("Send").field(&Len::of(b)).finish(),
+            UpstreamAction::StartTls => f.write_str("StartTls"),
+            UpstreamAction::CredentialsNext => f.write_str("CredentialsNext"),
+            UpstreamAction::Done(v) => f.debug_tuple("Done").field(v).finish(),
+        }
+    }
 }
 
 /// A backend misbehaved during the login relay. All map to "unavailable" for the client.

@@ -21,6 +21,9 @@ pub struct FrontConfig {
     pub greeting_text: String,
 }
 
+/// The greeting text when `greeting:` is not set: neutral, no product or version.
+pub const DEFAULT_GREETING: &str = "mailgate ready.";
+
 impl Default for FrontConfig {
     fn default() -> Self {
         FrontConfig {
@@ -28,7 +31,7 @@ impl Default for FrontConfig {
             tls_available: true,
             require_tls_for_login: true,
             oauth: false,
-            greeting_text: "mailgate ready.".into(),
+            greeting_text: DEFAULT_GREETING.into(),
         }
     }
 }

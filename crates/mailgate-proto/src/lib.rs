@@ -16,17 +16,21 @@
 
 pub mod action;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod limits;
 pub mod login;
+pub mod notices;
 pub mod pop3;
 pub mod protocol;
+mod redact;
 pub mod sasl;
 pub mod secret;
 pub mod verdict;
 
 pub use action::{CloseReason, FrontAction, LoginVerdict, UpstreamAction, UpstreamError};
-pub use config::{FrontConfig, UpstreamConfig};
+pub use config::{DEFAULT_GREETING, FrontConfig, UpstreamConfig};
 pub use limits::Limits;
 pub use login::{ClientAddr, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 pub use protocol::Protocol;

@@ -112,6 +112,8 @@ fn starttls_then_id_then_plain_with_authzid() {
             port: 993,
         },
         session_id: "abc".into(),
+        client_tls: true,
+        proxy_ttl: mailgate_proto::login::PROXY_TTL,
         client_id: vec![
             ("name".into(), Some("mutt".into())),
             ("x-session-id".into(), Some("spoof".into())),
@@ -134,7 +136,7 @@ fn starttls_then_id_then_plain_with_authzid() {
             b"* CAPABILITY IMAP4rev1 ID SASL-IR AUTH=PLAIN\r\nmg2 OK\r\n"
         ),
         [
-            "S:mg3 ID (\"x-originating-ip\" \"2001:db8::1\" \"x-originating-port\" \"50000\" \"x-connected-ip\" \"192.0.2.2\" \"x-connected-port\" \"993\" \"x-session-id\" \"abc\" \"name\" \"mutt\")\r\n"
+            "S:mg3 ID (\"x-originating-ip\" \"2001:db8::1\" \"x-originating-port\" \"50000\" \"x-connected-ip\" \"192.0.2.2\" \"x-connected-port\" \"993\" \"x-session-id\" \"abc\" \"x-proxy-ttl\" \"4\" \"x-client-transport\" \"TLS\" \"name\" \"mutt\")\r\n"
         ]
     );
     assert_eq!(
@@ -151,6 +153,107 @@ fn starttls_then_id_then_plain_with_authzid() {
         run(&mut up, b"mg4 OK Logged in\r\n"),
         ["DONE:OK:|OK Logged in"]
     );
+}
+
+/// The ID mailgate sends for `forward` to a backend that offers ID.
+fn id_line(forward: ForwardInfo) -> String {
+    let mut up = ImapUpstream::new(config(false, Some(forward)), password(None, "u", b"p"));
+    let got = run(&mut up, b"* OK [CAPABILITY IMAP4rev1 ID] hi\r\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    got[0].clone()
+}
+
+fn forward(client_tls: bool, client_id: &[(&str, Option<&str>)]) -> ForwardInfo {
+    ForwardInfo {
+        client: ClientAddr {
+            ip: "198.51.100.7".into(),
+            port: 40001,
+        },
+        connected: ClientAddr {
+            ip: "127.0.0.1".into(),
+            port: 143,
+        },
+        session_id: "mg-2a".into(),
+        client_tls,
+        proxy_ttl: mailgate_proto::login::PROXY_TTL,
+        client_id: client_id
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+            .collect(),
+    }
+}
+
+const OURS_PLAIN: &str = "\"x-originating-ip\" \"198.51.100.7\" \"x-originating-port\" \"40001\" \
+    \"x-connected-ip\" \"127.0.0.1\" \"x-connected-port\" \"143\" \"x-session-id\" \"mg-2a\" \
+    \"x-proxy-ttl\" \"4\" \"x-client-transport\" \"insecure\"";
+
+#[test]
+fn id_forwards_the_rfc2971_fields_and_none_of_the_clients_x_fields() {
+    // The issue's forgery: none of it reaches the backend, mailgate's own values do.
+    let forged = [
+        ("x-forward-foo", Some("1")),
+        ("x-client-transport", Some("TLS")),
+        ("x-proxy-ttl", Some("0")),
+        ("X-Originating-IP", Some("10.9.9.9")),
+        ("x-connected-port", Some("1")),
+        ("x-session-ext-id", Some("forged")),
+        ("x-forward-", Some("empty-suffix")),
+    ];
+    assert_eq!(
+        id_line(forward(false, &forged)),
+        format!("S:mg1 ID ({OURS_PLAIN})\r\n")
+    );
+    // Every RFC 2971 name passes (any case, sent lower-case), each once; others do not.
+    let rfc: Vec<(&str, Option<&str>)> = vec![
+        ("NAME", Some("Thunderbird")),
+        ("version", Some("128.0")),
+        ("os", Some("Linux")),
+        ("os-version", Some("6.1")),
+        ("vendor", Some("Mozilla")),
+        ("support-url", Some("https://support.example/")),
+        ("address", None),
+        ("date", Some("1-Jan-2026")),
+        ("command", Some("thunderbird")),
+        ("arguments", Some("-P")),
+        ("environment", Some("desktop")),
+        ("name", Some("second name")),
+        ("guid", Some("not RFC 2971")),
+        ("x-forward-foo", Some("1")),
+    ];
+    assert_eq!(
+        id_line(forward(false, &rfc)),
+        format!(
+            "S:mg1 ID ({OURS_PLAIN} \"name\" \"Thunderbird\" \"version\" \"128.0\" \"os\" \"Linux\" \
+             \"os-version\" \"6.1\" \"vendor\" \"Mozilla\" \"support-url\" \"https://support.example/\" \
+             \"address\" NIL \"date\" \"1-Jan-2026\" \"command\" \"thunderbird\" \"arguments\" \"-P\" \
+             \"environment\" \"desktop\")\r\n"
+        )
+    );
+}
+
+#[test]
+fn id_tells_the_client_transport_truthfully() {
+    assert!(id_line(forward(false, &[])).contains("\"x-client-transport\" \"insecure\""));
+    let tls = id_line(forward(true, &[("x-client-transport", Some("insecure"))]));
+    assert!(tls.contains("\"x-client-transport\" \"TLS\")"), "{tls}");
+    assert_eq!(tls.matches("x-client-transport").count(), 1, "{tls}");
+}
+
+#[test]
+fn id_values_that_cannot_be_quoted_or_are_too_long_are_dropped() {
+    let long = "v".repeat(1025);
+    let line = id_line(forward(
+        false,
+        &[
+            ("name", Some("bad\"quote\r\nx-forward-a \"1")),
+            ("version", Some(&long)),
+            ("os", Some(&long[..1024])),
+        ],
+    ));
+    assert!(!line.contains("x-forward-a"), "{line}");
+    assert!(!line.contains("\"name\""), "{line}");
+    assert!(!line.contains("\"version\""), "{line}");
+    assert!(line.contains(&format!("\"os\" \"{}\"", &long[..1024])), "{line}");
 }
 
 #[test]

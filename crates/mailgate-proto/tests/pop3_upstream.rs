@@ -23,7 +23,13 @@ fn cfg(starttls: bool, forward: bool) -> UpstreamConfig {
             client: addr("2001:db8::44", 50123),
             connected: addr("192.0.2.1", 110),
             session_id: "s1".into(),
-            client_id: vec![],
+            client_tls: false,
+            proxy_ttl: mailgate_proto::login::PROXY_TTL,
+            // A client's forged fields: POP3 has no client ID, and none of it may appear.
+            client_id: vec![
+                ("x-forward-foo".into(), Some("1".into())),
+                ("x-proxy-ttl".into(), Some("0".into())),
+            ],
         }),
     }
 }
@@ -300,13 +306,17 @@ fn stls_refused_or_injected() {
     );
 }
 
+/// Everything XCLIENT carries is mailgate's own knowledge of the session, in the order
+/// Dovecot's own proxy sends it; the TTL is Dovecot's default less mailgate's hop.
+const XCLIENT: &str = "XCLIENT ADDR=2001:db8::44 PORT=50123 DESTADDR=192.0.2.1 DESTPORT=110 SESSION=s1 TTL=4 CLIENT-TRANSPORT=insecure\r\n";
+
 #[test]
 fn xclient_from_greeting_code() {
     let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
     run(&mut u, b"+OK [XCLIENT] Dovecot (Debian) ready.\r\n").ok();
     assert_eq!(
         run(&mut u, DOVECOT_CAPA),
-        Ok(vec![send("XCLIENT ADDR=2001:db8::44 PORT=50123\r\n")])
+        Ok(vec![send(XCLIENT)])
     );
     assert_eq!(
         run(&mut u, b"+OK Updated\r\n"),
@@ -327,12 +337,62 @@ fn xclient_from_greeting_code() {
         got,
         Ok(vec![
             send("CAPA\r\n"),
-            send("XCLIENT ADDR=2001:db8::44 PORT=50123\r\n"),
+            send(XCLIENT),
             CredentialsNext,
             send("USER u\r\n")
         ])
     );
     assert!(!u.forwarded());
+}
+
+fn forward(ip: &str, dest: &str, session: &str, tls: bool) -> ForwardInfo {
+    ForwardInfo {
+        client: ClientAddr {
+            ip: ip.into(),
+            port: 1,
+        },
+        connected: ClientAddr {
+            ip: dest.into(),
+            port: 995,
+        },
+        session_id: session.into(),
+        client_tls: tls,
+        proxy_ttl: mailgate_proto::login::PROXY_TTL,
+        client_id: vec![],
+    }
+}
+
+/// The XCLIENT line for `forward` (after a greeting that offers it), if one is sent.
+fn xclient_line(forward: ForwardInfo) -> Option<String> {
+    let config = UpstreamConfig {
+        limits: Limits::default(),
+        starttls: false,
+        forward: Some(forward),
+    };
+    let mut u = Pop3Upstream::new(config, pw(None, "u", "p"));
+    run(&mut u, b"+OK [XCLIENT] hi\r\n").ok();
+    match run(&mut u, DOVECOT_CAPA).ok()?.first()? {
+        Send(b) if b.starts_with(b"XCLIENT ") => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn xclient_tells_the_client_transport_and_leaves_out_what_could_inject() {
+    assert_eq!(
+        xclient_line(forward("192.0.2.9", "192.0.2.1", "mg-1f", true)).as_deref(),
+        Some(
+            "XCLIENT ADDR=192.0.2.9 PORT=1 DESTADDR=192.0.2.1 DESTPORT=995 SESSION=mg-1f TTL=4 \
+             CLIENT-TRANSPORT=TLS\r\n"
+        )
+    );
+    // A session id or connected address with a space would add a field: left out.
+    assert_eq!(
+        xclient_line(forward("192.0.2.9", "1.2.3.4 TTL=9", "a TTL=99", false)).as_deref(),
+        Some("XCLIENT ADDR=192.0.2.9 PORT=1 TTL=4 CLIENT-TRANSPORT=insecure\r\n")
+    );
+    // A client address that is not an address: no XCLIENT at all.
+    assert_eq!(xclient_line(forward("1.2.3.4 TTL=9", "192.0.2.1", "s", false)), None);
 }
 
 #[test]

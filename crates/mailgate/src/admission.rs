@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailgate_config::{Backend, RoutingTable};
 use mailgate_health::{
     Activity, HealthView, KickHandle, KickRegistry, KickRequest, LoginPermit, PassiveSignal,
     RefusalReason, SessionGuard,
 };
-use mailgate_config::{Backend, RoutingTable};
 
 use crate::metrics::{BackendProtocol, Metrics};
 use mailgate_proto::Protocol;
@@ -18,10 +18,8 @@ use mailgate_proto::Protocol;
 /// Admission, health reporting and kicks for sessions.
 #[derive(Debug)]
 pub struct Admission {
-    /// Health, drain and budgets of every backend.
-    pub health: HealthView,
-    /// Spliced sessions, for kicks.
-    pub kicks: KickRegistry,
+    health: HealthView,
+    kicks: KickRegistry,
     metrics: Arc<Metrics>,
 }
 
@@ -33,6 +31,11 @@ impl Admission {
             kicks,
             metrics,
         }
+    }
+
+    /// How long a session must be quiet before mailgate closes it (kicks, shutdown).
+    pub fn quiet_period(&self) -> Duration {
+        self.health.settings().kick_quiet
     }
 
     /// Admit a retry of a failed login on `backend`'s fallback, if it has one that admits.
@@ -50,6 +53,7 @@ impl Admission {
                 backend: chosen,
                 protocol,
                 health: self.health.clone(),
+                kicks: self.kicks.clone(),
                 metrics: self.metrics.clone(),
             }),
             Err(refusal) => {
@@ -80,6 +84,7 @@ impl Admission {
                     backend: chosen,
                     protocol,
                     health: self.health.clone(),
+                    kicks: self.kicks.clone(),
                     metrics: self.metrics.clone(),
                 })
             }
@@ -98,6 +103,7 @@ pub struct Permit {
     backend: Arc<Backend>,
     protocol: Protocol,
     health: HealthView,
+    kicks: KickRegistry,
     metrics: Arc<Metrics>,
 }
 
@@ -125,7 +131,7 @@ impl Permit {
     }
 
     /// The login succeeded: hold a session slot and register for kicks.
-    pub fn into_session(self, kicks: &KickRegistry, domain: &str, user: &str) -> SessionSlot {
+    pub fn into_session(self, domain: &str, user: &str) -> SessionSlot {
         let sessions = self
             .metrics
             .backend_sessions
@@ -136,7 +142,7 @@ impl Permit {
             .clone();
         sessions.inc();
         SessionSlot {
-            kick: kicks.register(self.backend.name.clone(), domain, user),
+            kick: self.kicks.register(self.backend.name.clone(), domain, user),
             _guard: self.permit.into_session(),
             activity: Arc::new(Activity::new()),
             sessions,

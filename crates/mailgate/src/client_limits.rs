@@ -122,6 +122,47 @@ impl AuthFailures {
     }
 }
 
+/// Both per-address limits, as sessions use them.
+#[derive(Debug)]
+pub struct ClientLimits {
+    sessions: PerIp,
+    failures: AuthFailures,
+}
+
+impl ClientLimits {
+    /// The limits of `limits:` in mailgate.yaml.
+    pub fn new(l: &mailgate_config::LimitsConfig) -> Self {
+        ClientLimits {
+            sessions: PerIp::new(l.max_sessions_per_ip),
+            failures: AuthFailures::new(
+                l.max_auth_failures_per_ip,
+                l.auth_failure_window,
+                l.auth_failure_delay,
+            ),
+        }
+    }
+
+    /// Count a session of `ip`; `None` over `max_sessions_per_ip`.
+    pub fn admit(&self, ip: IpAddr) -> Option<IpGuard<'_>> {
+        self.sessions.acquire(ip)
+    }
+
+    /// Count a failed login of `ip`.
+    pub fn failed_login(&self, ip: IpAddr) {
+        self.failures.record(ip)
+    }
+
+    /// How long to hold a new login of `ip` back.
+    pub fn backoff(&self, ip: IpAddr) -> Duration {
+        self.failures.backoff(ip)
+    }
+
+    /// Forget expired failure windows.
+    pub fn prune(&self) {
+        self.failures.prune()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,33 +12,37 @@ pub mod backend;
 pub mod client_limits;
 pub mod commands;
 pub mod conn;
+pub mod endpoint;
+pub mod lifecycle;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod prober;
-pub mod server;
+pub mod proxy;
+pub mod reload;
+pub mod runtime;
 pub mod session;
 pub mod splice;
 pub mod tls;
+pub mod topology;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use mailgate_config::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, RoutingTable};
 
 /// `mailgate run`: load the configuration and serve until SIGTERM/SIGINT.
 pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    logging::init(&config.log);
+    let _log = logging::init(&config.log);
     let loaded = RoutingTable::load(&config.routing_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     let tls = match &config.tls {
-        Some(t) => Some(server::load_tls(t).context("tls")?),
+        Some(t) => Some(proxy::load_tls(t).context("tls")?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -46,53 +50,17 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listeners = server::Listeners::bind(&config)?;
+        let listeners = proxy::Listeners::bind(&config)?;
         let admin_listeners = admin::bind(&config)?;
-        let routing = Arc::new(Routing::new(loaded));
         let routing_file = config.routing_file.clone();
-        let shared = server::Shared::new(config, routing, tls);
-        let admin = admin::start(&shared, admin_listeners);
-        let _watcher = spawn_reload_triggers(&shared, &routing_file, admin.tokens());
-        server::serve(shared, listeners, shutdown_signal()).await;
+        let proxy = proxy::Proxy::new(config, loaded.table, tls);
+        proxy.set_admin_tokens(admin_listeners.tokens());
+        let admin = admin::start(proxy.admin_context(), admin_listeners);
+        let _watcher = reload::spawn_triggers(proxy.reloader(), &routing_file);
+        proxy::serve(proxy, listeners, shutdown_signal()).await;
         admin.stop().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// SIGHUP and routing-file changes trigger a reload (of the routing file, certificates
-/// and the admin token).
-fn spawn_reload_triggers(
-    shared: &Arc<server::Shared>,
-    routing_file: &Path,
-    tokens: Arc<admin::auth::TokenStore>,
-) -> Option<mailgate_config::Watcher> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
-    let tx_hup = tx.clone();
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = tx_hup.try_send("sighup");
-        }
-    });
-    let s = shared.clone();
-    tokio::spawn(async move {
-        while let Some(trigger) = rx.recv().await {
-            let _ = s.reload(trigger).await;
-            let _ = tokens.reload();
-        }
-    });
-    match mailgate_config::watch(routing_file, move || {
-        let _ = tx.try_send("file_change");
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the routing file; reload with SIGHUP");
-            None
-        }
-    }
 }
 
 /// Resolves at the first SIGTERM/SIGINT; a second one exits at once.

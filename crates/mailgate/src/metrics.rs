@@ -286,6 +286,11 @@ impl Metrics {
             "1 when the backend is down but still admitted (blast-radius guard)",
             m.backend_down_suppressed.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped: the log's destination could not keep up",
+            crate::logging::DroppedLinesMetric,
+        );
         Metrics { registry, ..m }
     }
 
@@ -317,6 +322,11 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Count a spliced session closed by a kick.
+    pub fn kicked(&self) {
+        self.kicks.inc();
     }
 
     /// Add spliced bytes of a finished session.

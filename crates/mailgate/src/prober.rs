@@ -11,16 +11,16 @@ use mailgate_health::{
     BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
 };
 use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict};
-use mailgate_config::Routing;
 use tokio::time::Instant;
 
 use crate::backend::{BackendClient, BackendError, Deadlines, Step, Target};
 use crate::metrics::{BackendLabel, Metrics};
+use crate::runtime::RuntimeHandle;
 
 /// Probes backends over the network.
 #[derive(Debug)]
 pub struct NetProber {
-    routing: Arc<Routing>,
+    runtime: RuntimeHandle,
     backends: Arc<BackendClient>,
     metrics: Arc<Metrics>,
     timeout: Duration,
@@ -29,13 +29,13 @@ pub struct NetProber {
 impl NetProber {
     /// A prober using the routing table in force and the shared backend client.
     pub fn new(
-        routing: Arc<Routing>,
+        runtime: RuntimeHandle,
         backends: Arc<BackendClient>,
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> Self {
         NetProber {
-            routing,
+            runtime,
             backends,
             metrics,
             timeout,
@@ -57,7 +57,7 @@ impl NetProber {
     }
 
     async fn conversation(&self, target: &BackendTarget, started: Instant) -> ProbeOutcome {
-        let table = self.routing.current();
+        let table = self.runtime.snapshot().routing.clone();
         let Some(backend) = table.backend(&target.backend).cloned() else {
             return ProbeOutcome::failed(
                 ProbeError::new(ProbeStep::Resolve, "backend not in the routing table"),

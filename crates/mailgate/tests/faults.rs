@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mailgate::listener::ListenerKind;
-use mailgate::server::{self, Listeners, Shared};
+use mailgate::proxy::{self, Listeners};
 use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
-use mailgate_config::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, RoutingTable};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
@@ -251,9 +250,9 @@ async fn ipv6_listener_and_backend() {
     let loaded = RoutingTable::load(&config.routing_file).expect("routing");
     let listener = mailgate::listener::bind("[::1]:0".parse().expect("addr")).expect("bind ::1");
     let addr = listener.local_addr().expect("addr");
-    let shared = Shared::new(config, Arc::new(Routing::new(loaded)), None);
+    let shared = proxy::Proxy::new(config, loaded.table, None);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(
+    let task = tokio::spawn(proxy::serve(
         shared,
         Listeners {
             public: vec![(ListenerKind::Imap, listener)],

@@ -103,7 +103,7 @@ async fn all_backends_failing_the_guard_holds() {
             s.iter().all(|b| b.state == HealthState::Down)
         })
         .await;
-    let snap = proxy.shared.admission.health.snapshot();
+    let snap = proxy.shared.health().snapshot();
     let refused: Vec<&BackendStatus> = snap.iter().filter(|b| !b.admitting).collect();
     assert_eq!(refused.len(), 1, "{snap:#?}");
     assert_eq!(
@@ -135,7 +135,7 @@ async fn drain_refuses_new_logins_and_keeps_existing_sessions() {
     let proxy = Proxy::start(&[Back::imap("b", &f, "d.test")], "", "", false).await;
     let mut old = Client::connect(proxy.imap).await;
     assert!(old.imap_login("a1", "u@d.test").await.starts_with("a1 OK"));
-    assert!(proxy.shared.admission.health.drain("b"));
+    assert!(proxy.shared.health().drain("b"));
     let connections = f.stats().connections;
     let mut new = Client::connect(proxy.imap).await;
     let t = Instant::now();
@@ -150,7 +150,7 @@ async fn drain_refuses_new_logins_and_keeps_existing_sessions() {
     // The spliced session still talks to the backend.
     assert!(old.imap("a2", "NOOP").await.starts_with("a2 OK"));
     assert!(old.imap("a3", "SELECT INBOX").await.starts_with("a3 OK"));
-    assert!(proxy.shared.admission.health.undrain("b"));
+    assert!(proxy.shared.health().undrain("b"));
     assert!(new.imap_login("n2", "u@d.test").await.starts_with("n2 OK"));
     proxy.stop().await;
 }
@@ -176,10 +176,7 @@ async fn kick_spreads_closes_over_the_window() {
     let window = Duration::from_secs(2);
     let kicked_at = Instant::now();
     let n = proxy
-        .shared
-        .admission
-        .kicks
-        .kick(&KickSelector::Backend("b".into()), window);
+        .shared.kicks().kick(&KickSelector::Backend("b".into()), window);
     assert_eq!(n, 10);
     let mut waits = Vec::new();
     for mut c in clients {
@@ -295,7 +292,7 @@ async fn kick_by_domain_finds_sessions_that_logged_in_without_a_domain() {
     let proxy = Proxy::start_with_routing_extra(&[back], "default_domain: d.test\n").await;
     let mut c = Client::connect(proxy.imap).await;
     assert!(c.imap_login("a1", "bare").await.starts_with("a1 OK"));
-    let n = proxy.shared.admission.kicks.kick(
+    let n = proxy.shared.kicks().kick(
         &KickSelector::Domain("d.test".into()),
         Duration::from_millis(100),
     );
@@ -324,12 +321,12 @@ async fn fallback_backend_takes_logins_while_the_primary_does_not_admit() {
         Back::imap("replica", &replica, "replica.test"),
     ];
     let proxy = Proxy::start(&backs, "", "", false).await;
-    assert!(proxy.shared.admission.health.drain("primary"));
+    assert!(proxy.shared.health().drain("primary"));
     let mut c = Client::connect(proxy.imap).await;
     assert!(c.imap_login("a1", "u@d.test").await.starts_with("a1 OK"));
     assert_eq!(replica.logged_in_users(), vec!["u@d.test".to_string()]);
     assert!(primary.logged_in_users().is_empty());
-    assert!(proxy.shared.admission.health.undrain("primary"));
+    assert!(proxy.shared.health().undrain("primary"));
     let mut c2 = Client::connect(proxy.imap).await;
     assert!(c2.imap_login("a2", "v@d.test").await.starts_with("a2 OK"));
     assert_eq!(primary.logged_in_users(), vec!["v@d.test".to_string()]);

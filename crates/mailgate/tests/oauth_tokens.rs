@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailgate::listener::ListenerKind;
-use mailgate::server::{self, Listeners, Shared};
+use mailgate::proxy::{self, Listeners, Proxy};
 use mailgate_health::HealthState;
-use mailgate_config::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, RoutingTable};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -142,7 +142,7 @@ async fn spawn_backend(pop3: bool) -> SocketAddr {
 }
 
 struct Running {
-    shared: Arc<Shared>,
+    shared: Arc<Proxy>,
     imap: SocketAddr,
     pop3: SocketAddr,
     _dir: tempfile::TempDir,
@@ -165,7 +165,7 @@ async fn start(imap_backend: SocketAddr, pop3_backend: SocketAddr) -> Running {
                   max_auth_failures_per_ip: 0\n  max_bad_commands: 100\nshutdown_grace: 1s\n";
     let config = Config::parse(config, &dir.path().join("mailgate.yaml")).expect("config");
     let table = RoutingTable::parse(&routing, &routing_path).expect("routing");
-    let shared = Shared::new(config, Arc::new(Routing::new(table)), None);
+    let shared = Proxy::new(config, table.table, None);
     let imap_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let pop3_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let imap = imap_l.local_addr().expect("addr");
@@ -173,7 +173,7 @@ async fn start(imap_backend: SocketAddr, pop3_backend: SocketAddr) -> Running {
     let listeners = Listeners {
         public: vec![(ListenerKind::Imap, imap_l), (ListenerKind::Pop3, pop3_l)],
     };
-    tokio::spawn(server::serve(
+    tokio::spawn(proxy::serve(
         shared.clone(),
         listeners,
         std::future::pending(),
@@ -253,8 +253,7 @@ async fn tokens_of_1_to_8_kb_are_the_clients_business() {
     }
     let status = mg
         .shared
-        .admission
-        .health
+        .health()
         .snapshot()
         .into_iter()
         .find(|s| s.name == "oauth")

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mailgate::listener::ListenerKind;
-use mailgate::server::{Listeners, Shared, serve};
-use mailgate_config::{Config, Routing, RoutingTable};
+use mailgate::proxy::{Listeners, Proxy, serve};
+use mailgate::reload::Trigger;
+use mailgate_config::{Config, RoutingTable};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -63,8 +64,8 @@ async fn bad_certificate_on_reload_changes_nothing_good_one_is_served() {
     let yaml = "listen:\n  imaps: 127.0.0.1:0\ntls:\n  cert: cert.pem\n  key: key.pem\nrouting_file: routing.yaml\n";
     let config = Config::parse(yaml, &cfg_path).expect("config");
     let loaded = RoutingTable::load(&config.routing_file).expect("routing");
-    let tls = mailgate::server::load_tls(config.tls.as_ref().expect("tls")).expect("certs");
-    let shared = Shared::new(config, Arc::new(Routing::new(loaded)), Some(tls));
+    let tls = mailgate::proxy::load_tls(config.tls.as_ref().expect("tls")).expect("certs");
+    let shared = Proxy::new(config, loaded.table, Some(tls));
     let listener = mailgate::listener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
@@ -95,16 +96,22 @@ async fn bad_certificate_on_reload_changes_nothing_good_one_is_served() {
     )
     .expect("w");
     let err = shared
-        .reload("test")
+        .reloader()
+        .reload(Trigger::Admin)
         .await
-        .expect_err("bad cert must fail the reload");
+        .expect_err("bad cert must fail the reload")
+        .to_string();
     assert!(err.contains("cert.pem"), "error names the file: {err}");
     let (der, _) = handshake(addr, &[]).await.expect("still serving");
     assert_eq!(der, first, "old certificate kept");
 
     // A good new certificate is picked up.
     let second = write_cert(dir.path(), "second");
-    shared.reload("test").await.expect("good reload");
+    shared
+        .reloader()
+        .reload(Trigger::Admin)
+        .await
+        .expect("good reload");
     let (der, _) = handshake(addr, &[]).await.expect("serving");
     assert_eq!(der, second, "new certificate served");
 

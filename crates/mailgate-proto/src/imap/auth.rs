@@ -2,12 +2,15 @@
 //! continuation request to send and what each client response means. Payload decoding
 //! lives in [`crate::sasl`]; this module only sequences the steps.
 
+use std::fmt;
+
 use crate::login::{Credentials, OAuthMechanism};
+use crate::redact::Len;
 use crate::sasl::{self, SaslError};
 use crate::secret::Secret;
 
-/// Where an `AUTHENTICATE` exchange stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an `AUTHENTICATE` exchange stands. `Debug` shows the user name's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// PLAIN: waiting for `authzid NUL authcid NUL passwd`.
     Plain,
@@ -19,8 +22,8 @@ pub(crate) enum Step {
     OAuth(OAuthMechanism),
 }
 
-/// What a client response leads to.
-#[derive(Debug, PartialEq, Eq)]
+/// What a client response leads to. `Debug` as [`Step`] and [`Credentials`].
+#[derive(PartialEq, Eq)]
 pub(crate) enum Next {
     /// Send the step's continuation request and wait.
     More(Step),
@@ -68,6 +71,29 @@ impl Step {
                 }))
             }
             Step::OAuth(m) => sasl::parse_oauth(m, &decoded).map(Next::Done),
+        }
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Plain => f.write_str("Plain"),
+            Step::LoginUser => f.write_str("LoginUser"),
+            Step::LoginPassword(user) => f
+                .debug_tuple("LoginPassword")
+                .field(&Len::of(user))
+                .finish(),
+            Step::OAuth(m) => f.debug_tuple("OAuth").field(m).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Next {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Next::More(step) => f.debug_tuple("More").field(step).finish(),
+            Next::Done(c) => f.debug_tuple("Done").field(c).finish(),
         }
     }
 }

@@ -36,8 +36,9 @@ impl FrontCaps {
     }
 }
 
-/// A backend's capabilities, upper-cased.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A backend's capabilities, upper-cased. `Debug` shows how many there are and the ones
+/// the login relay acts on, not the backend's text.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct BackendCaps {
     caps: Vec<String>,
 }
@@ -69,6 +70,17 @@ impl BackendCaps {
     /// True if the backend advertised `cap` (case-insensitive).
     pub(crate) fn has(&self, cap: &str) -> bool {
         self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+}
+
+impl std::fmt::Debug for BackendCaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendCaps")
+            .field("count", &self.caps.len())
+            .field("starttls", &self.has("STARTTLS"))
+            .field("id", &self.has("ID"))
+            .field("sasl_ir", &self.has("SASL-IR"))
+            .finish()
     }
 }
 

@@ -2,14 +2,17 @@
 //! RFC 4959 SASL-IR). Only the commands mailgate answers itself are understood; anything
 //! else is [`Command::Other`] and gets a fixed `BAD`.
 
+use std::fmt;
+
 use super::lexer::{Lexer, Syntax, valid_tag};
 use crate::limits::Limits;
+use crate::redact::{Clipped, Len, opt_len};
 
 /// ID parameters: field name and value (`None` is NIL).
 pub(crate) type IdFields = Vec<(String, Option<String>)>;
 
-/// A pre-auth command.
-#[derive(Debug, PartialEq, Eq)]
+/// A pre-auth command. `Debug` shows lengths, never user names, passwords or payloads.
+#[derive(PartialEq, Eq)]
 pub(crate) enum Command {
     Capability,
     Noop,
@@ -31,8 +34,8 @@ pub(crate) enum Command {
     Other,
 }
 
-/// The result of parsing one framed command.
-#[derive(Debug, PartialEq, Eq)]
+/// The result of parsing one framed command. `Debug` shows the tag's length only.
+#[derive(PartialEq, Eq)]
 pub(crate) enum Parsed {
     /// The tag is missing, too long or has invalid characters: answer `* BAD`.
     BadTag,
@@ -141,6 +144,39 @@ fn id_text(bytes: Vec<u8>, limits: &Limits) -> Result<String, Syntax> {
         return Err(Syntax);
     }
     Ok(s)
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Capability => f.write_str("Capability"),
+            Command::Noop => f.write_str("Noop"),
+            Command::Logout => f.write_str("Logout"),
+            Command::StartTls => f.write_str("StartTls"),
+            Command::Id(fields) => f.debug_struct("Id").field("pairs", &fields.len()).finish(),
+            Command::Login { user, password } => f
+                .debug_struct("Login")
+                .field("user", &Len::of(user))
+                .field("password", &Len::of(password))
+                .finish(),
+            Command::Authenticate { mechanism, initial } => f
+                .debug_struct("Authenticate")
+                .field("mechanism", &Clipped(mechanism, 20))
+                .field("initial", &opt_len(initial))
+                .finish(),
+            Command::Other => f.write_str("Other"),
+        }
+    }
+}
+
+impl fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Parsed::BadTag => f.write_str("BadTag"),
+            Parsed::Invalid(tag) => f.debug_tuple("Invalid").field(&Len::of(tag)).finish(),
+            Parsed::Ok(tag, c) => f.debug_tuple("Ok").field(&Len::of(tag)).field(c).finish(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,15 +6,12 @@
 //! This is the one place where [`Secret::expose`](crate::Secret::expose) is called.
 
 use super::lexer::{push_quoted, quotable};
-use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
+use crate::login::{CLIENT_ID_FIELDS, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
 
-/// ID field names that only mailgate may set (a client must not spoof its address).
-const RESERVED_PREFIXES: [&str; 3] = ["x-originating-", "x-connected-", "x-session-"];
-
-/// RFC 2971 §3.3: at most 30 pairs, names ≤ 30 octets, values ≤ 1024 octets.
+/// RFC 2971 §3.3: at most 30 pairs, values ≤ 1024 octets (names ≤ 30 octets: every
+/// name mailgate sends is its own or one of the allow-list's).
 const ID_MAX_PAIRS: usize = 30;
-const ID_MAX_NAME: usize = 30;
 const ID_MAX_VALUE: usize = 1024;
 
 /// The answer to a backend challenge after the whole login was sent: OAuth servers send
@@ -108,26 +105,30 @@ fn push_pair(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
     }
 }
 
-fn acceptable(name: &str, value: Option<&str>) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !name.is_empty()
-        && name.len() <= ID_MAX_NAME
-        && quotable(name.as_bytes())
-        && !RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-        && value.is_none_or(|v| v.len() <= ID_MAX_VALUE && quotable(v.as_bytes()))
+/// The allow-listed (RFC 2971) name for a client field, lower-cased, or `None`: every
+/// other name, `x-*` above all, is mailgate's alone to send.
+fn allowed_name(name: &str) -> Option<&'static str> {
+    CLIENT_ID_FIELDS
+        .iter()
+        .copied()
+        .find(|f| f.eq_ignore_ascii_case(name))
 }
 
-/// `ID (...)` (without tag and CRLF): mailgate's forwarding fields first, then the
-/// client's own fields minus any that try to set the forwarding names.
+/// `ID (...)` (without tag and CRLF): mailgate's forwarding fields first, then those of
+/// the client's own fields that RFC 2971 names ([`CLIENT_ID_FIELDS`]), each once, under
+/// its lower-case name. Everything a backend trusts from its proxy comes from mailgate.
 pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
     let client_port = forward.client.port.to_string();
     let connected_port = forward.connected.port.to_string();
+    let ttl = forward.forwarded_ttl().to_string();
     let ours = [
         ("x-originating-ip", forward.client.ip.as_str()),
         ("x-originating-port", client_port.as_str()),
         ("x-connected-ip", forward.connected.ip.as_str()),
         ("x-connected-port", connected_port.as_str()),
         ("x-session-id", forward.session_id.as_str()),
+        ("x-proxy-ttl", ttl.as_str()),
+        ("x-client-transport", forward.client_transport()),
     ];
     let mut list = b"(".to_vec();
     let mut pairs = 0;
@@ -137,11 +138,19 @@ pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
             pairs += 1;
         }
     }
+    let mut seen: Vec<&str> = Vec::new();
     for (name, value) in &forward.client_id {
         if pairs >= ID_MAX_PAIRS {
             break;
         }
-        if acceptable(name, value.as_deref()) {
+        let Some(name) = allowed_name(name) else {
+            continue;
+        };
+        let value_ok = value
+            .as_deref()
+            .is_none_or(|v| v.len() <= ID_MAX_VALUE && quotable(v.as_bytes()));
+        if value_ok && !seen.contains(&name) {
+            seen.push(name);
             push_pair(&mut list, name, value.as_deref());
             pairs += 1;
         }
@@ -204,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn id_drops_spoofed_fields() {
+    fn id_forwards_only_rfc2971_fields() {
         let f = ForwardInfo {
             client: ClientAddr {
                 ip: "192.0.2.1".into(),
@@ -215,17 +224,25 @@ mod tests {
                 port: 143,
             },
             session_id: "s1".into(),
+            client_tls: false,
+            proxy_ttl: crate::login::PROXY_TTL,
             client_id: vec![
-                ("name".into(), Some("Thunderbird".into())),
+                ("Name".into(), Some("Thunderbird".into())),
                 ("X-Originating-IP".into(), Some("10.0.0.1".into())),
+                ("x-forward-foo".into(), Some("1".into())),
+                ("x-client-transport".into(), Some("TLS".into())),
+                ("x-proxy-ttl".into(), Some("0".into())),
                 ("os".into(), None),
+                ("name".into(), Some("second".into())),
+                ("nameless".into(), Some("x".into())),
             ],
         };
         assert_eq!(
             String::from_utf8(id_command(&f)).expect("ascii"),
             "ID (\"x-originating-ip\" \"192.0.2.1\" \"x-originating-port\" \"5000\" \
              \"x-connected-ip\" \"192.0.2.2\" \"x-connected-port\" \"143\" \
-             \"x-session-id\" \"s1\" \"name\" \"Thunderbird\" \"os\" NIL)"
+             \"x-session-id\" \"s1\" \"x-proxy-ttl\" \"4\" \"x-client-transport\" \"insecure\" \
+             \"name\" \"Thunderbird\" \"os\" NIL)"
         );
     }
 }

@@ -6,11 +6,14 @@
 //! bounded: command lines by `max_line` in total, literal data by `2 * max_literal` per
 //! command (LOGIN needs two), and a partial line is refused as soon as it passes the limit.
 
+use std::fmt;
+
 use super::lexer::{Announced, announced_literal, strip_eol};
 use crate::limits::Limits;
+use crate::redact::Len;
 
-/// One framing step.
-#[derive(Debug, PartialEq, Eq)]
+/// One framing step. `Debug` shows lengths only (a command may be a LOGIN).
+#[derive(PartialEq, Eq)]
 pub(crate) enum Framed {
     /// More bytes are needed.
     Need,
@@ -27,8 +30,8 @@ pub(crate) enum Framed {
     LineTooLong,
 }
 
-/// The client byte stream and the command being assembled.
-#[derive(Debug, Default)]
+/// The client byte stream and the command being assembled. `Debug` shows lengths only.
+#[derive(Default)]
 pub(crate) struct Framer {
     /// Bytes received and not yet framed.
     pub(crate) input: Vec<u8>,
@@ -181,6 +184,33 @@ impl Framer {
                 Framed::TooBig(tag)
             }
         }
+    }
+}
+
+impl fmt::Debug for Framed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Framed::Need => f.write_str("Need"),
+            Framed::Command(c) => f.debug_tuple("Command").field(&Len::of(c)).finish(),
+            Framed::Continue => f.write_str("Continue"),
+            Framed::TooBig(tag) => f.debug_tuple("TooBig").field(&Len::of(tag)).finish(),
+            Framed::LiteralTooLarge => f.write_str("LiteralTooLarge"),
+            Framed::LineTooLong => f.write_str("LineTooLong"),
+        }
+    }
+}
+
+impl fmt::Debug for Framer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Framer")
+            .field("input", &Len::of(&self.input))
+            .field("scanned", &self.scanned)
+            .field("cmd", &Len::of(&self.cmd))
+            .field("line_bytes", &self.line_bytes)
+            .field("literal_bytes", &self.literal_bytes)
+            .field("literal_left", &self.literal_left)
+            .field("line_limit", &self.line_limit)
+            .finish()
     }
 }
 

@@ -6,6 +6,7 @@
 //! what to answer (documented per command in docs/protocol.md).
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use super::auth::{Next, Step};
 use super::caps::FrontCaps;
@@ -15,13 +16,14 @@ use super::lexer::{sanitize_text, strip_eol, valid_tag};
 use crate::action::{CloseReason, FrontAction, LoginVerdict};
 use crate::config::FrontConfig;
 use crate::login::{Credentials, LoginRequest};
+use crate::redact::Len;
 use crate::sasl;
 use crate::secret::Secret;
 
 /// Text of a wrong password, identical to Dovecot's so unknown users look the same.
 const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed.";
 
-#[derive(Debug)]
+/// Where the engine is. `Debug` shows tag lengths, not tags.
 enum State {
     /// Reading commands.
     Command,
@@ -37,8 +39,30 @@ enum State {
     Closed,
 }
 
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Command => f.write_str("Command"),
+            State::Auth { tag, step } => f
+                .debug_struct("Auth")
+                .field("tag", &Len::of(tag))
+                .field("step", step)
+                .finish(),
+            State::LoginInFlight { tag } => f
+                .debug_struct("LoginInFlight")
+                .field("tag", &Len::of(tag))
+                .finish(),
+            State::TlsPending => f.write_str("TlsPending"),
+            State::Done => f.write_str("Done"),
+            State::Closed => f.write_str("Closed"),
+        }
+    }
+}
+
 /// The client-facing IMAP engine.
-#[derive(Debug)]
+///
+/// `Debug` shows states, counts and lengths: the buffered input may hold a LOGIN line or
+/// a literal password, the queued actions the replies.
 pub struct ImapFront {
     config: FrontConfig,
     tls_active: bool,
@@ -47,6 +71,19 @@ pub struct ImapFront {
     state: State,
     bad_commands: u32,
     client_id: IdFields,
+}
+
+impl fmt::Debug for ImapFront {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapFront")
+            .field("tls_active", &self.tls_active)
+            .field("state", &self.state)
+            .field("framer", &self.framer)
+            .field("queued", &self.out)
+            .field("bad_commands", &self.bad_commands)
+            .field("client_id_pairs", &self.client_id.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ImapFront {

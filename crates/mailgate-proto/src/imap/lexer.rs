@@ -65,11 +65,19 @@ pub(crate) fn strip_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// A cursor over one framed command.
-#[derive(Debug)]
+/// A cursor over one framed command. `Debug` shows the position, never the input.
 pub(crate) struct Lexer<'a> {
     input: &'a [u8],
     pos: usize,
+}
+
+impl std::fmt::Debug for Lexer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lexer")
+            .field("input", &crate::redact::Len::of(self.input))
+            .field("pos", &self.pos)
+            .finish()
+    }
 }
 
 impl<'a> Lexer<'a> {

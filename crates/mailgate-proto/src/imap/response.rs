@@ -4,11 +4,15 @@
 //! A backend can be hostile or broken, so every response is bounded by
 //! `upstream_max_line` bytes in total, literal data included.
 
+use std::fmt;
+
 use super::lexer::{announced_literal, strip_eol};
 use crate::action::UpstreamError;
+use crate::redact::{Clipped, Len};
 
-/// One complete backend response, classified.
-#[derive(Debug, PartialEq, Eq)]
+/// One complete backend response, classified. `Debug` shows the response kind or status
+/// and lengths, never the text.
+#[derive(PartialEq, Eq)]
 pub(crate) enum Response {
     /// `+ text`: a continuation request.
     Continue,
@@ -28,8 +32,8 @@ pub(crate) enum Response {
     },
 }
 
-/// Frames backend responses.
-#[derive(Debug, Default)]
+/// Frames backend responses. `Debug` shows lengths only.
+#[derive(Default)]
 pub(crate) struct Reader {
     pub(crate) input: Vec<u8>,
     /// Where the response being framed continues (after literals already complete).
@@ -107,6 +111,53 @@ fn classify(raw: Vec<u8>) -> Result<Response, UpstreamError> {
         status,
         line: after.to_vec(),
     })
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Response::Continue => f.write_str("Continue"),
+            Response::Untagged { raw, kind, rest } => f
+                .debug_struct("Untagged")
+                .field("raw", &Len::of(raw))
+                .field("kind", &known_kind(kind))
+                .field("rest", &Len::of(rest))
+                .finish(),
+            // `status` is one of OK/NO/BAD (checked by `classify`).
+            Response::Tagged { tag, status, line } => f
+                .debug_struct("Tagged")
+                .field("tag", &Len::of(tag))
+                .field("status", &Clipped(status, 3))
+                .field("line", &Len::of(line))
+                .finish(),
+        }
+    }
+}
+
+/// The kind of an untagged response for `Debug`: one mailgate knows, or `?` (the first word
+/// is the backend's text).
+fn known_kind(kind: &str) -> &str {
+    const KNOWN: [&str; 8] = [
+        "OK",
+        "NO",
+        "BAD",
+        "BYE",
+        "PREAUTH",
+        "CAPABILITY",
+        "ID",
+        "ENABLED",
+    ];
+    KNOWN.into_iter().find(|k| *k == kind).unwrap_or("?")
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("input", &Len::of(&self.input))
+            .field("resume", &self.resume)
+            .field("scan", &self.scan)
+            .finish()
+    }
 }
 
 #[cfg(test)]

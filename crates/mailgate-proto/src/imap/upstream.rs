@@ -8,6 +8,7 @@
 //! copied from client bytes.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use super::caps::BackendCaps;
 use super::encode;
@@ -15,6 +16,7 @@ use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
+use crate::redact::{Clipped, Len};
 use crate::verdict::{Refusal, imap_refusal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,9 @@ enum Phase {
 }
 
 /// The backend-facing IMAP login relay.
-#[derive(Debug)]
+///
+/// `Debug` shows phases, counts and lengths: the queued actions and pending segments
+/// carry the login line and literal password, the reader the backend's bytes.
 pub struct ImapUpstream {
     config: UpstreamConfig,
     login: LoginRequest,
@@ -48,6 +52,29 @@ pub struct ImapUpstream {
     untagged: Vec<u8>,
     untagged_count: usize,
     failed: Option<UpstreamError>,
+}
+
+impl fmt::Debug for ImapUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pending: Vec<Len> = self.pending.iter().map(Len::of).collect();
+        f.debug_struct("ImapUpstream")
+            .field("config", &self.config)
+            .field("login", &self.login)
+            .field("reader", &self.reader)
+            .field("queued", &self.out)
+            .field("phase", &self.phase)
+            .field("caps", &self.caps)
+            .field("tls_done", &self.tls_done)
+            .field("id_sent", &self.id_sent)
+            // mailgate's own tag (`mg1`, ...).
+            .field("tag", &Clipped(&String::from_utf8_lossy(&self.tag), 16))
+            .field("pending", &pending)
+            .field("answered_challenge", &self.answered_challenge)
+            .field("untagged", &Len::of(&self.untagged))
+            .field("untagged_count", &self.untagged_count)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ImapUpstream {

@@ -58,7 +58,7 @@ impl fmt::Debug for Pop3Front {
             .field("state", &self.state)
             .field("buffered", &self.buf.len())
             .field("overflow", &self.overflow)
-            .field("user", &self.user)
+            .field("user", &crate::redact::opt_len(&self.user))
             .field("bad_commands", &self.bad_commands)
             .field("queued", &self.queue.len())
             .finish_non_exhaustive()

@@ -1,8 +1,8 @@
 //! Reading a POP3 backend's replies: status indicators (RFC 1939 §3), response codes
 //! (RFC 2449 §8, RFC 3206), continuation lines (RFC 5034 §4) and CAPA lines (RFC 2449 §5).
 
-/// The kind of one reply line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of one reply line. `Debug` shows the text's length only.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status<'a> {
     /// `+OK [text]`.
     Ok(&'a [u8]),
@@ -10,6 +10,17 @@ pub(crate) enum Status<'a> {
     Err(&'a [u8]),
     /// `+ [base64]` SASL challenge.
     Continue(&'a [u8]),
+}
+
+impl std::fmt::Debug for Status<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::Len;
+        match self {
+            Status::Ok(t) => f.debug_tuple("Ok").field(&Len::of(t)).finish(),
+            Status::Err(t) => f.debug_tuple("Err").field(&Len::of(t)).finish(),
+            Status::Continue(t) => f.debug_tuple("Continue").field(&Len::of(t)).finish(),
+        }
+    }
 }
 
 fn after_word<'a>(line: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {

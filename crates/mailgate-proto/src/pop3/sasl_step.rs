@@ -7,8 +7,8 @@ use crate::login::{Credentials, OAuthMechanism};
 use crate::sasl;
 use crate::secret::Secret;
 
-/// The SASL response the engine waits for next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The SASL response the engine waits for next. `Debug` shows the user name's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum SaslStep {
     /// PLAIN: the whole `authzid NUL authcid NUL passwd` message.
     Plain,
@@ -20,7 +20,21 @@ pub(crate) enum SaslStep {
     OAuth(OAuthMechanism),
 }
 
-/// What one SASL response leads to.
+impl std::fmt::Debug for SaslStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaslStep::Plain => f.write_str("Plain"),
+            SaslStep::LoginUser => f.write_str("LoginUser"),
+            SaslStep::LoginPass { user } => f
+                .debug_struct("LoginPass")
+                .field("user", &crate::redact::Len::of(user))
+                .finish(),
+            SaslStep::OAuth(m) => f.debug_tuple("OAuth").field(m).finish(),
+        }
+    }
+}
+
+/// What one SASL response leads to (`Debug` as [`SaslStep`] and [`Credentials`]).
 #[derive(Debug)]
 pub(crate) enum StepOutcome {
     /// Send this challenge and wait for the next response.

@@ -2,7 +2,7 @@
 //! XCLIENT forwarding, the login replay re-serialized, and the verdict.
 //!
 //! Sequence: greeting (`+OK`, an APOP timestamp is ignored; `[XCLIENT]` in it is noted) →
-//! `CAPA` → [`STLS` → handshake → `CAPA`] → [`XCLIENT ADDR= PORT=`] →
+//! `CAPA` → [`STLS` → handshake → `CAPA`] → [`XCLIENT ADDR= PORT= … TTL= CLIENT-TRANSPORT=`] →
 //! `CredentialsNext` → `USER`/`PASS` or `AUTH PLAIN` or `AUTH XOAUTH2`/`OAUTHBEARER` →
 //! `+OK` (accepted) / `-ERR` (rejected). The backend may be hostile: every line is
 //! bounded by `upstream_max_line`, a CAPA list by `upstream_max_untagged` lines.
@@ -61,15 +61,17 @@ pub struct Pop3Upstream {
 
 impl fmt::Debug for Pop3Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Queued `Send`s may carry a PASS line: print counts only.
+        // Queued `Send`s may carry a PASS line: they print their length only.
         f.debug_struct("Pop3Upstream")
+            .field("config", &self.config)
             .field("login", &self.login)
             .field("state", &self.state)
             .field("buffered", &self.buf.len())
+            .field("overflow", &self.overflow)
             .field("caps", &self.caps)
             .field("tls_done", &self.tls_done)
             .field("forwarded", &self.forwarded)
-            .field("queued", &self.queue.len())
+            .field("queued", &self.queue)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
@@ -418,13 +420,48 @@ fn auth_command(mech: &str, message: &Secret, oauth: Option<OAuthMechanism>) -> 
     }
 }
 
-/// `XCLIENT ADDR=ip PORT=port\r\n`, only for an address that cannot inject anything.
-fn xclient_command(forward: &ForwardInfo) -> Option<Vec<u8>> {
-    let ip = &forward.client.ip;
-    let safe = !ip.is_empty()
+/// An address that cannot inject anything into an XCLIENT line (IPv4/IPv6 text only).
+fn xclient_addr_safe(ip: &str) -> bool {
+    !ip.is_empty()
         && ip.len() <= 45
         && ip
             .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-    safe.then(|| format!("XCLIENT ADDR={ip} PORT={}\r\n", forward.client.port).into_bytes())
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+}
+
+/// Dovecot's longest accepted `SESSION=` value (`LOGIN_MAX_SESSION_ID_LEN`).
+const XCLIENT_MAX_SESSION: usize = 64;
+
+/// `XCLIENT ADDR= PORT= DESTADDR= DESTPORT= SESSION= TTL= CLIENT-TRANSPORT=\r\n`: only
+/// mailgate's own knowledge of the session (the client has no say in XCLIENT), in the
+/// order Dovecot's own proxy sends it. `None` when the client address could inject
+/// anything; a connected address or session id that could is left out.
+fn xclient_command(forward: &ForwardInfo) -> Option<Vec<u8>> {
+    let ip = &forward.client.ip;
+    if !xclient_addr_safe(ip) {
+        return None;
+    }
+    let mut line = format!("XCLIENT ADDR={ip} PORT={}", forward.client.port);
+    let dest = &forward.connected.ip;
+    if xclient_addr_safe(dest) {
+        line.push_str(&format!(
+            " DESTADDR={dest} DESTPORT={}",
+            forward.connected.port
+        ));
+    }
+    let session = &forward.session_id;
+    let session_safe = !session.is_empty()
+        && session.len() <= XCLIENT_MAX_SESSION
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'/'));
+    if session_safe {
+        line.push_str(&format!(" SESSION={session}"));
+    }
+    line.push_str(&format!(
+        " TTL={} CLIENT-TRANSPORT={}\r\n",
+        forward.forwarded_ttl(),
+        forward.client_transport()
+    ));
+    (line.len() <= MAX_COMMAND).then(|| line.into_bytes())
 }

@@ -30,7 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::auth::{TokenError, TokenStore};
 use self::routes::{AdminState, Surface};
-use crate::server::Shared;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::reload::ReloadHandle;
+use crate::runtime::RuntimeHandle;
+use mailgate_health::{HealthView, KickRegistry};
 
 /// Why the admin server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +62,33 @@ pub struct AdminListeners {
     tokens: Arc<TokenStore>,
 }
 
+/// The handles the admin server uses.
+#[derive(Debug, Clone)]
+pub struct AdminContext {
+    /// Health, drain, budgets.
+    pub health: HealthView,
+    /// Kicks.
+    pub kicks: KickRegistry,
+    /// The configuration snapshot in force.
+    pub runtime: RuntimeHandle,
+    /// The reloader.
+    pub reload: ReloadHandle,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+    /// Shutdown state (readiness).
+    pub lifecycle: Arc<Lifecycle>,
+    /// `admin.show_addresses`.
+    pub show_addresses: bool,
+    /// `admin.token_file` is set.
+    pub token_configured: bool,
+}
+
 impl AdminListeners {
+    /// The admin token store (the reloader re-reads its file).
+    pub fn tokens(&self) -> Arc<TokenStore> {
+        self.tokens.clone()
+    }
+
     /// The bound address of `listen.admin`.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
@@ -90,14 +120,14 @@ pub struct AdminHandle {
 }
 
 /// Serve the bound listeners.
-pub fn start(shared: &Arc<Shared>, bound: AdminListeners) -> AdminHandle {
-    if bound.admin.is_some() && shared.config.admin.token_file.is_none() {
+pub fn start(ctx: AdminContext, bound: AdminListeners) -> AdminHandle {
+    if bound.admin.is_some() && !ctx.token_configured {
         tracing::warn!(
             "admin.token_file is not set: drain, undrain, reload and kick over HTTP are disabled"
         );
     }
     let state = Arc::new(AdminState {
-        shared: shared.clone(),
+        ctx,
         tokens: bound.tokens.clone(),
         ready: AtomicBool::new(false),
     });

@@ -14,10 +14,11 @@ use hyper::{Method, Request, StatusCode};
 use mailgate_health::KickSelector;
 use serde_json::json;
 
+use super::AdminContext;
 use super::auth::{AuthResult, TokenStore};
 use super::http::{self, Resp};
 use super::{status_json, status_page};
-use crate::server::Shared;
+use crate::reload::Trigger;
 
 /// Longest kick window accepted.
 const MAX_KICK_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -36,8 +37,8 @@ pub enum Surface {
 /// What handlers share.
 #[derive(Debug)]
 pub struct AdminState {
-    /// The running proxy.
-    pub shared: Arc<Shared>,
+    /// The proxy's handles.
+    pub ctx: AdminContext,
     /// The admin token in force.
     pub tokens: Arc<TokenStore>,
     /// Set once the proxy's listeners are bound and the admin server runs.
@@ -46,14 +47,20 @@ pub struct AdminState {
 
 impl AdminState {
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.shared.shutdown.is_cancelled()
+        self.ready.load(Ordering::Acquire) && !self.ctx.lifecycle.is_shutting_down()
     }
 
     /// `/metrics` with the state gauges refreshed first.
     pub fn metrics_text(&self) -> String {
-        let statuses = self.shared.admission.health.snapshot();
-        let not_after = self.shared.server_tls().and_then(|t| t.not_after);
-        self.shared.metrics.encode_with_health(&statuses, not_after)
+        let statuses = self.ctx.health.snapshot();
+        let not_after = self
+            .ctx
+            .runtime
+            .snapshot()
+            .tls
+            .as_ref()
+            .and_then(|t| t.not_after);
+        self.ctx.metrics.encode_with_health(&statuses, not_after)
     }
 }
 
@@ -154,7 +161,7 @@ fn authorize(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> O
 fn readyz(state: &AdminState) -> Resp {
     if state.is_ready() {
         http::text(StatusCode::OK, "ready\n")
-    } else if state.shared.shutdown.is_cancelled() {
+    } else if state.ctx.lifecycle.is_shutting_down() {
         http::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: shutting down\n",
@@ -165,12 +172,13 @@ fn readyz(state: &AdminState) -> Resp {
 }
 
 fn status(state: &AdminState) -> Resp {
-    let statuses = state.shared.admission.health.snapshot();
-    let table = state.shared.routing.current();
+    let statuses = state.ctx.health.snapshot();
+    let rt = state.ctx.runtime.snapshot();
+    let table = rt.routing.clone();
     let info = status_json::ProcessInfo {
         ready: state.is_ready(),
-        shutting_down: state.shared.shutdown.is_cancelled(),
-        cert_not_after: state.shared.server_tls().and_then(|t| t.not_after),
+        shutting_down: state.ctx.lifecycle.is_shutting_down(),
+        cert_not_after: rt.tls.as_ref().and_then(|t| t.not_after),
     };
     http::json(
         StatusCode::OK,
@@ -180,13 +188,13 @@ fn status(state: &AdminState) -> Resp {
 
 fn page(state: &AdminState, req: &Request<Incoming>) -> Resp {
     let pairs = http::query_pairs(req.uri().query());
-    let statuses = state.shared.admission.health.snapshot();
-    let table = state.shared.routing.current();
+    let statuses = state.ctx.health.snapshot();
+    let table = state.ctx.runtime.snapshot().routing.clone();
     let body = status_page::render(&status_page::PageInput {
         statuses: &statuses,
         table: &table,
         domain: http::query_get(&pairs, "domain"),
-        show_addresses: state.shared.config.admin.show_addresses,
+        show_addresses: state.ctx.show_addresses,
         refresh_secs: PAGE_REFRESH_SECS,
         now: SystemTime::now(),
     });
@@ -194,7 +202,7 @@ fn page(state: &AdminState, req: &Request<Incoming>) -> Resp {
 }
 
 fn set_drain(state: &AdminState, name: &str, drain: bool, peer: SocketAddr) -> Resp {
-    let health = &state.shared.admission.health;
+    let health = &state.ctx.health;
     let before = health
         .snapshot()
         .into_iter()
@@ -228,17 +236,19 @@ fn set_drain(state: &AdminState, name: &str, drain: bool, peer: SocketAddr) -> R
 }
 
 async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
-    let token = state.tokens.reload();
-    match state.shared.reload("admin").await {
-        Ok(()) => {
-            let table = state.shared.routing.current();
-            tracing::info!(%peer, version = %table.version_hex(), "admin: reload done");
+    // The reloader serialises this with SIGHUP and file changes and re-reads the token.
+    match state.ctx.reload.reload(Trigger::Admin).await {
+        Ok(report) => {
+            tracing::info!(%peer, version = %report.routing_version, "admin: reload done");
             http::json(
                 StatusCode::OK,
                 &json!({
                     "ok": true,
-                    "routing_version": table.version_hex(),
-                    "admin_token": if token.is_ok() { "reloaded" } else { "kept (file unreadable)" },
+                    "routing_version": report.routing_version,
+                    "unchanged": report.unchanged,
+                    "summary": report.summary,
+                    "sessions_to_move": report.sessions_to_move,
+                    "admin_token": if report.token_reloaded { "reloaded" } else { "kept (file unreadable)" },
                 }),
             )
         }
@@ -246,7 +256,7 @@ async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
             tracing::warn!(%peer, "admin: reload failed");
             http::json(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &json!({ "ok": false, "error": e }),
+                &json!({ "ok": false, "error": e.to_string() }),
             )
         }
     }
@@ -273,7 +283,7 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         }
     };
     let window = match http::query_get(&pairs, "window") {
-        None => state.shared.admission.health.settings().kick_window,
+        None => state.ctx.health.settings().kick_window,
         Some(w) => match humantime::parse_duration(w.trim()) {
             Ok(d) if d <= MAX_KICK_WINDOW => d,
             Ok(_) => return http::error(StatusCode::BAD_REQUEST, "window= is at most 24h"),
@@ -294,8 +304,17 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
             None => return http::error(StatusCode::BAD_REQUEST, "user=: not a valid login"),
         },
     };
-    let n = state.shared.admission.kicks.kick(&selector, window);
-    if n == 0 && key == "backend" && state.shared.routing.current().backend(&value).is_none() {
+    let n = state.ctx.kicks.kick(&selector, window);
+    if n == 0
+        && key == "backend"
+        && state
+            .ctx
+            .runtime
+            .snapshot()
+            .routing
+            .backend(&value)
+            .is_none()
+    {
         return http::error(StatusCode::NOT_FOUND, format!("unknown backend {value:?}"));
     }
     // Users are logged by domain only.

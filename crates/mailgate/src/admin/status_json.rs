@@ -9,8 +9,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailgate_health::{BackendStatus, HealthState, ProbeResult};
 use mailgate_config::RoutingTable;
+use mailgate_health::{BackendStatus, HealthState, ProbeResult};
 use serde_json::{Value, json};
 
 use super::status_page::availability::{self, Verdict};

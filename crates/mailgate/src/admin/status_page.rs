@@ -13,8 +13,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use mailgate_health::BackendStatus;
 use mailgate_config::{Backend, RouteRule, RoutingTable};
+use mailgate_health::BackendStatus;
 
 pub mod availability;
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use mailgate_health::{BackendStatus, HealthState, ProbeResult, Protocol};
 use mailgate_config::RoutingTable;
+use mailgate_health::{BackendStatus, HealthState, ProbeResult, Protocol};
 
 const TABLE: &str = r#"
 backends:

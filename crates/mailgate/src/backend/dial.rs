@@ -3,13 +3,13 @@
 //! PROXY v2 header where the backend wants one, and implicit TLS. Each step under its own
 //! deadline.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use hickory_resolver::TokioResolver;
-use mailgate_proto::Protocol;
 use mailgate_config::{Backend, BackendTls, ForwardClient};
+use mailgate_proto::Protocol;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
@@ -26,6 +26,8 @@ pub(super) struct Dialer {
     resolver: Option<TokioResolver>,
     last_good: DashMap<String, Vec<IpAddr>>,
     client_tls: DashMap<(Option<std::path::PathBuf>, bool), Arc<ClientConfig>>,
+    /// mailgate's own listeners: never dialled (the loop guard).
+    pub(super) own: super::own::OwnListeners,
 }
 
 impl Dialer {
@@ -37,6 +39,7 @@ impl Dialer {
             resolver,
             last_good: DashMap::new(),
             client_tls: DashMap::new(),
+            own: super::own::OwnListeners::default(),
         }
     }
 
@@ -81,6 +84,44 @@ impl Dialer {
                 Ok(ips.clone())
             }
             None => Err(fresh),
+        }
+    }
+
+    /// `ips` without the addresses that reach one of mailgate's own listeners; an error
+    /// (refused before any connection) when none is left.
+    fn not_own(
+        &self,
+        host: &str,
+        port: u16,
+        ips: Vec<IpAddr>,
+    ) -> Result<Vec<IpAddr>, BackendError> {
+        let own = self.own.get();
+        if own.is_empty() {
+            return Ok(ips);
+        }
+        let mut reached = None;
+        let rest: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| {
+                let hit = super::own::reached(&own, SocketAddr::new(*ip, port));
+                if hit.is_some() {
+                    reached = hit;
+                }
+                hit.is_none()
+            })
+            .collect();
+        match reached {
+            Some((name, addr)) if rest.is_empty() => Err(BackendError::new(
+                Step::Connect,
+                Failure::Config(format!(
+                    "{host} port {port} is mailgate's own listener listen.{name} ({addr}); not dialled"
+                )),
+            )),
+            Some((name, addr)) => {
+                tracing::warn!(host, port, listener = name, %addr, "skipping a backend address that is mailgate's own listener");
+                Ok(rest)
+            }
+            None => Ok(rest),
         }
     }
 
@@ -136,6 +177,7 @@ impl Dialer {
             )
         })?;
         let ips = self.resolve(&backend.host, d).await?;
+        let ips = self.not_own(&backend.host, port, ips)?;
         let mut last_err = BackendError::new(Step::Connect, Failure::Timeout(d.connect));
         let mut tcp = None;
         for ip in ips.iter().take(2) {
@@ -153,18 +195,27 @@ impl Dialer {
         };
         crate::net::tune(&tcp);
         if backend.forward_client == ForwardClient::ProxyV2 {
-            // Sessions announce their client; probes announce mailgate's own connection,
-            // so a backend that requires the header accepts probes too.
-            let (client, local) = match t.proxy {
-                Some(pair) => pair,
+            // Sessions announce their client (its TLS and mailgate's session id as TLVs);
+            // probes announce mailgate's own connection, so a backend that requires the
+            // header accepts probes too.
+            let header = match &t.proxy {
+                Some(p) => crate::net::proxy_v2_header(
+                    p.client,
+                    p.local,
+                    crate::net::ProxyTlvs {
+                        client_tls: p.tls,
+                        unique_id: Some(&p.session_id),
+                    },
+                ),
                 None => match (tcp.local_addr(), tcp.peer_addr()) {
-                    (Ok(l), Ok(p)) => (l, p),
+                    (Ok(l), Ok(p)) => {
+                        crate::net::proxy_v2_header(l, p, crate::net::ProxyTlvs::default())
+                    }
                     (Err(e), _) | (_, Err(e)) => {
                         return Err(BackendError::io(Step::ProxyHeader, e));
                     }
                 },
             };
-            let header = crate::net::proxy_v2_header(client, local);
             match timeout(d.write, tcp.write_all(&header)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(BackendError::io(Step::ProxyHeader, e)),

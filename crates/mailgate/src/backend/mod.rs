@@ -10,19 +10,20 @@
 
 mod dial;
 mod error;
+pub mod own;
 
 pub use error::{BackendError, Failure, Step};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mailgate_config::{Backend, BackendTls, LimitsConfig};
 use mailgate_proto::imap::ImapUpstream;
 use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{
     ForwardInfo, Limits, LoginRequest, LoginVerdict, Protocol, UpstreamAction, UpstreamConfig,
     UpstreamError,
 };
-use mailgate_config::{Backend, BackendTls, LimitsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -78,15 +79,28 @@ pub struct Target<'a> {
     pub backend: &'a Backend,
     /// IMAP or POP3.
     pub protocol: Protocol,
-    /// The client and the address it connected to, for a PROXY v2 header (`None` for
-    /// probes: the header then announces mailgate's own connection).
-    pub proxy: Option<(SocketAddr, SocketAddr)>,
+    /// The client side of the session, for a PROXY v2 header (`None` for probes: the
+    /// header then announces mailgate's own connection and nothing else).
+    pub proxy: Option<ProxyClient>,
     /// What to tell the backend about the client (IMAP ID / POP3 XCLIENT).
     pub forward: Option<ForwardInfo>,
     /// Protocol limits for the backend's answers.
     pub limits: Limits,
     /// Step deadlines.
     pub deadlines: Deadlines,
+}
+
+/// What a PROXY v2 header announces about a session's client: mailgate's own knowledge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyClient {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// The TLS version of the client's connection (`PP2_TYPE_SSL`), `None` for plaintext.
+    pub tls: Option<&'static str>,
+    /// mailgate's session id (`PP2_TYPE_UNIQUE_ID`).
+    pub session_id: String,
 }
 
 /// A finished login: the connection and the backend's verdict.
@@ -178,6 +192,25 @@ impl BackendClient {
     pub fn new() -> Self {
         BackendClient {
             dialer: dial::Dialer::new(),
+        }
+    }
+
+    /// The addresses this process listens on: never dialled ([`own`]). Set once the
+    /// listeners are bound.
+    pub fn set_own_listeners(&self, listeners: Vec<own::Listener>) {
+        self.dialer.own.set(listeners);
+    }
+
+    /// Log every backend of `table` whose literal address is one of the own listeners
+    /// (startup and reload); logins routed there are refused without dialling.
+    pub fn warn_own_listener_loops(&self, table: &mailgate_config::RoutingTable) {
+        for l in own::literal_loops(table, &self.dialer.own.get()) {
+            tracing::error!(
+                backend = %l.backend,
+                key = %format!("backends.{}.{}", l.backend, l.key),
+                "{}",
+                l.message()
+            );
         }
     }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailgate::listener::ListenerKind;
-use mailgate::server::{self, Listeners, Shared};
+use mailgate::proxy::{self, Listeners};
 use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode};
 use mailgate_health::BackendStatus;
-use mailgate_config::{Config, Routing, RoutingTable};
+use mailgate_config::{Config, RoutingTable};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,7 +57,7 @@ impl<'a> Back<'a> {
 }
 
 pub struct Proxy {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<proxy::Proxy>,
     pub imap: SocketAddr,
     pub pop3: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
@@ -136,9 +136,8 @@ impl Proxy {
         let tls = config
             .tls
             .as_ref()
-            .map(|t| server::load_tls(t).expect("load tls"));
-        let routing = Arc::new(Routing::new(loaded));
-        let shared = Shared::new(config, routing, tls);
+            .map(|t| proxy::load_tls(t).expect("load tls"));
+        let shared = proxy::Proxy::new(config, loaded.table, tls);
         let imap_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let pop3_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let imap = imap_l.local_addr().expect("addr");
@@ -147,7 +146,7 @@ impl Proxy {
             public: vec![(ListenerKind::Imap, imap_l), (ListenerKind::Pop3, pop3_l)],
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(shared.clone(), listeners, async move {
+        let task = tokio::spawn(proxy::serve(shared.clone(), listeners, async move {
             let _ = stopped.await;
         }));
         Proxy {
@@ -162,8 +161,7 @@ impl Proxy {
 
     pub fn status(&self, backend: &str) -> BackendStatus {
         self.shared
-            .admission
-            .health
+            .health()
             .snapshot()
             .into_iter()
             .find(|s| s.name == backend)
@@ -173,7 +171,7 @@ impl Proxy {
     pub async fn wait_status(&self, what: &str, pred: impl Fn(&[BackendStatus]) -> bool) {
         let deadline = Instant::now() + CAP;
         loop {
-            let snap = self.shared.admission.health.snapshot();
+            let snap = self.shared.health().snapshot();
             if pred(&snap) {
                 return;
             }

@@ -10,8 +10,8 @@
 //! applies the same rules to a snapshot. The momentary `max_logins_in_flight` limit is
 //! left out: it lasts as long as a login, not a state a reader can act on.
 
-use mailgate_health::{BackendStatus, HealthState};
 use mailgate_config::RoutingTable;
+use mailgate_health::{BackendStatus, HealthState};
 
 /// Why a backend turns every new login away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,280 @@
+//! The running proxy: assembles the handles every part uses (runtime snapshot, admission,
+//! client limits, backend client, metrics, lifecycle, reloader), binds the listeners, and
+//! runs the shutdown sequence: stop accepting → BYE to pre-auth sessions → grace for
+//! spliced ones → close the rest, spread over `shutdown_close_window`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailgate_config::{Config, RoutingTable};
+use mailgate_health::{HealthView, KickRegistry, ProbeScheduler};
+use tokio::net::TcpListener;
+
+use crate::admin::AdminContext;
+use crate::admin::auth::TokenStore;
+use crate::admission::Admission;
+use crate::backend::BackendClient;
+use crate::client_limits::ClientLimits;
+use crate::endpoint::ListenerKind;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::prober::NetProber;
+use crate::reload::{self, ReloadHandle, ReloadInbox, Reloader};
+use crate::runtime::{Runtime, RuntimeHandle};
+use crate::session::SessionContext;
+use crate::tls::{CertSpec, ServerTls};
+use crate::{listener, topology};
+
+/// The proxy's parts, before and while it serves.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Config,
+    runtime: RuntimeHandle,
+    sessions: Arc<SessionContext>,
+    health: HealthView,
+    kicks: KickRegistry,
+    metrics: Arc<Metrics>,
+    backends: Arc<BackendClient>,
+    lifecycle: Arc<Lifecycle>,
+    reload: ReloadHandle,
+    inbox: Mutex<Option<ReloadInbox>>,
+    tokens: Mutex<Option<Arc<TokenStore>>>,
+}
+
+impl Proxy {
+    /// Build the proxy from a loaded configuration, routing table and certificates.
+    pub fn new(config: Config, routing: RoutingTable, tls: Option<ServerTls>) -> Arc<Proxy> {
+        let runtime = Runtime::new(&config, routing, tls);
+        let metrics = Arc::new(Metrics::new());
+        let settings = topology::health_settings(&config.health);
+        let kicks = KickRegistry::new(settings.kick_quiet, settings.kick_max_wait);
+        let health = HealthView::new(settings);
+        health.set_backends(topology::backend_specs(&runtime.routing));
+        metrics.record_reload(true);
+        metrics.set_routes(&runtime.routing);
+        let runtime = RuntimeHandle::new(runtime);
+        let backends = Arc::new(BackendClient::new());
+        let lifecycle = Arc::new(Lifecycle::new());
+        let sessions = Arc::new(SessionContext::new(
+            runtime.clone(),
+            Admission::new(health.clone(), kicks.clone(), metrics.clone()),
+            ClientLimits::new(&config.limits),
+            backends.clone(),
+            metrics.clone(),
+            lifecycle.clone(),
+        ));
+        let (reload, inbox) = reload::channel();
+        Arc::new(Proxy {
+            config,
+            runtime,
+            sessions,
+            health,
+            kicks,
+            metrics,
+            backends,
+            lifecycle,
+            reload,
+            inbox: Mutex::new(Some(inbox)),
+            tokens: Mutex::new(None),
+        })
+    }
+
+    /// Health, drain and budgets of every backend.
+    pub fn health(&self) -> &HealthView {
+        &self.health
+    }
+
+    /// Spliced sessions, for kicks.
+    pub fn kicks(&self) -> &KickRegistry {
+        &self.kicks
+    }
+
+    /// The configuration snapshot in force.
+    pub fn runtime(&self) -> &RuntimeHandle {
+        &self.runtime
+    }
+
+    /// Ask for reloads (served once [`serve`] runs).
+    pub fn reloader(&self) -> &ReloadHandle {
+        &self.reload
+    }
+
+    /// Metric families.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Shutdown state.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// What sessions use (the accept loops hand it to each session).
+    pub fn session_context(&self) -> Arc<SessionContext> {
+        self.sessions.clone()
+    }
+
+    /// The configuration the process started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The admin token store: the reloader re-reads its file with every reload.
+    pub fn set_admin_tokens(&self, tokens: Arc<TokenStore>) {
+        *lock(&self.tokens) = Some(tokens);
+    }
+
+    /// What the admin server uses.
+    pub fn admin_context(&self) -> AdminContext {
+        AdminContext {
+            health: self.health.clone(),
+            kicks: self.kicks.clone(),
+            runtime: self.runtime.clone(),
+            reload: self.reload.clone(),
+            metrics: self.metrics.clone(),
+            lifecycle: self.lifecycle.clone(),
+            show_addresses: self.config.admin.show_addresses,
+            token_configured: self.config.admin.token_file.is_some(),
+        }
+    }
+
+    fn start_probes(&self) -> Arc<ProbeScheduler> {
+        let prober = Arc::new(NetProber::new(
+            self.runtime.clone(),
+            self.backends.clone(),
+            self.metrics.clone(),
+            self.config.health.timeout,
+        ));
+        Arc::new(ProbeScheduler::spawn(
+            self.health.clone(),
+            prober,
+            topology::probe_targets(&self.runtime.snapshot().routing),
+            self.lifecycle.force_token(),
+        ))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Load the server certificates named in the config.
+pub fn load_tls(t: &mailgate_config::TlsConfig) -> Result<ServerTls, crate::tls::TlsError> {
+    let default = CertSpec {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        names: Vec::new(),
+    };
+    let sni: Vec<CertSpec> = t
+        .sni
+        .iter()
+        .map(|s| CertSpec {
+            cert: s.cert.clone(),
+            key: s.key.clone(),
+            names: s.names.clone(),
+        })
+        .collect();
+    ServerTls::load(&default, &sni)
+}
+
+/// Bound public listeners.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// (kind, listener) pairs.
+    pub public: Vec<(ListenerKind, TcpListener)>,
+}
+
+impl Listeners {
+    /// Bind every listener the config names.
+    pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let mut public = Vec::new();
+        for kind in ListenerKind::ALL {
+            let addr: Option<SocketAddr> = match kind {
+                ListenerKind::Imap => config.listen.imap,
+                ListenerKind::Imaps => config.listen.imaps,
+                ListenerKind::Pop3 => config.listen.pop3,
+                ListenerKind::Pop3s => config.listen.pop3s,
+            };
+            if let Some(addr) = addr {
+                if kind.implicit_tls() && config.tls.is_none() {
+                    anyhow::bail!(
+                        "listen.{}: needs a tls: section (cert and key)",
+                        kind.name()
+                    );
+                }
+                let l = listener::bind(addr).map_err(|e| {
+                    anyhow::anyhow!("listen.{}: cannot bind {addr}: {e}", kind.name())
+                })?;
+                public.push((kind, l));
+            }
+        }
+        Ok(Listeners { public })
+    }
+}
+
+/// Serve until `shutdown` resolves, then run the shutdown sequence.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    for (kind, l) in listeners.public {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(listener = kind.name(), %addr, "listening");
+        }
+        tokio::spawn(listener::accept_loop(proxy.sessions.clone(), kind, l));
+    }
+    let probes = proxy.start_probes();
+    if let Some(inbox) = lock(&proxy.inbox).take() {
+        let reloader = Reloader {
+            routing_file: proxy.config.routing_file.clone(),
+            tls: proxy.config.tls.clone(),
+            runtime: proxy.runtime.clone(),
+            health: proxy.health.clone(),
+            kicks: proxy.kicks.clone(),
+            probes: Some(probes.clone()),
+            metrics: proxy.metrics.clone(),
+            tokens: lock(&proxy.tokens).clone(),
+        };
+        tokio::spawn(reloader.run(inbox, proxy.lifecycle.force_token()));
+    }
+    let sessions = proxy.sessions.clone();
+    let stop = proxy.lifecycle.force_token();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => sessions.clients().prune(),
+                _ = stop.cancelled() => break,
+            }
+        }
+    });
+    shutdown.await;
+    let lifecycle = &proxy.lifecycle;
+    let grace = proxy.config.shutdown_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        active = lifecycle.sessions(),
+        "shutdown: no new connections; pre-auth sessions told BYE"
+    );
+    lifecycle.begin_shutdown();
+    if tokio::time::timeout(grace, lifecycle.all_ended())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cut_off = lifecycle.sessions(),
+            "shutdown grace over; closing spliced sessions"
+        );
+        lifecycle.force();
+        // Sessions close spread over the close window, each at a quiet moment.
+        let window = proxy.runtime.snapshot().shutdown_close_window;
+        let _ = tokio::time::timeout(window + Duration::from_secs(5), lifecycle.all_ended()).await;
+    }
+    lifecycle.force();
+    tracing::info!("shutdown complete");
+}

@@ -1,0 +1,75 @@
+//! What every session uses, as narrow handles: the runtime snapshot, admission, the
+//! per-address limits, the backend client, metrics and the process lifecycle. Each handle
+//! keeps its fields private and offers verbs; a session never reaches through one handle
+//! into another.
+
+use std::sync::Arc;
+
+use crate::admission::Admission;
+use crate::backend::BackendClient;
+use crate::client_limits::ClientLimits;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, RuntimeHandle};
+
+/// The handles sessions share.
+#[derive(Debug)]
+pub struct SessionContext {
+    runtime: RuntimeHandle,
+    admission: Admission,
+    clients: ClientLimits,
+    backends: Arc<BackendClient>,
+    metrics: Arc<Metrics>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl SessionContext {
+    /// Assemble the handles (the proxy does this once).
+    pub fn new(
+        runtime: RuntimeHandle,
+        admission: Admission,
+        clients: ClientLimits,
+        backends: Arc<BackendClient>,
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        SessionContext {
+            runtime,
+            admission,
+            clients,
+            backends,
+            metrics,
+            lifecycle,
+        }
+    }
+
+    /// The configuration snapshot in force (a session takes it once).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.snapshot()
+    }
+
+    /// Admission to backends.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Per-address limits.
+    pub fn clients(&self) -> &ClientLimits {
+        &self.clients
+    }
+
+    /// The backend client.
+    pub fn backends(&self) -> &BackendClient {
+        &self.backends
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Shutdown signals and the session tracker.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+}

@@ -1,0 +1,141 @@
+//! The pre-auth stage: the greeting, then read bytes → feed the protocol engine → perform
+//! its actions (send, STARTTLS, login, close), all under the pre-auth deadline, until the
+//! backend accepts a login (→ splice) or the session ends. Shutdown answers pre-auth
+//! sessions with `* BYE [UNAVAILABLE]` / `-ERR [SYS/TEMP]` at once.
+
+use std::time::Duration;
+
+use mailgate_proto::{FrontAction, LoginVerdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use super::login::LoginStep;
+use super::spliced::Spliced;
+use super::transport::handshake;
+use super::{Front, Outcome, Session};
+use crate::conn::Conn;
+
+impl Session<'_> {
+    /// Greeting and pre-auth loop until a spliceable login.
+    pub(super) async fn preauth(&mut self, mut conn: Conn) -> Result<Spliced, Outcome> {
+        let config = self.rt.front_config(self.kind);
+        let mut front = Front::new(self.kind.protocol(), config, conn.is_tls());
+        if conn.write_all(&front.greeting()).await.is_err() {
+            return Err(Outcome::IoError);
+        }
+        let deadline = Instant::now() + self.rt.limits.preauth_timeout;
+        let mut buf = vec![0u8; 4096];
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            while let Some(action) = front.next_action() {
+                match action {
+                    FrontAction::Send(bytes) => out.extend_from_slice(&bytes),
+                    FrontAction::Close(reason) => {
+                        let _ = flush(&mut conn, &mut out).await;
+                        let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;
+                        self.summary.close_detail = Some(reason.as_str());
+                        return Err(Outcome::Closed(reason));
+                    }
+                    FrontAction::StartTls => {
+                        if flush(&mut conn, &mut out).await.is_err() {
+                            return Err(Outcome::IoError);
+                        }
+                        let Conn::Plain(tcp) = conn else {
+                            return Err(Outcome::TlsFailed);
+                        };
+                        conn = handshake(&self.rt, self.kind, tcp).await?;
+                        front.tls_started();
+                    }
+                    FrontAction::Login(req) => {
+                        if flush(&mut conn, &mut out).await.is_err() {
+                            return Err(Outcome::IoError);
+                        }
+                        let client_id = front.client_id();
+                        let client_tls = crate::net::tls_version(&conn);
+                        // Boxed: the relay's futures (DNS, connect, TLS) are large and must
+                        // not enlarge the state every idle spliced session keeps. The client
+                        // is watched meanwhile: one that leaves ends the login at once, and
+                        // with it the login's permit (its place in the backend's budget).
+                        let step = tokio::select! {
+                            step = Box::pin(self.login(req, client_id, client_tls)) => step,
+                            () = client_gone(&mut conn, &mut front, &mut buf) => {
+                                return Err(Outcome::ClientClosed);
+                            }
+                        };
+                        match step {
+                            LoginStep::Spliced(logged_in, slot) => {
+                                let mut to_client = front.login_result(logged_in.verdict.clone());
+                                to_client.extend_from_slice(&logged_in.remaining);
+                                return Ok(Spliced {
+                                    client: conn,
+                                    logged_in,
+                                    to_client,
+                                    to_backend: front.into_remaining(),
+                                    slot,
+                                });
+                            }
+                            LoginStep::Answer(verdict) => {
+                                if refused_credentials(&verdict) {
+                                    // Wrong password and unknown domain look alike, delay
+                                    // included.
+                                    self.summary.logins_failed += 1;
+                                    self.ctx.clients().failed_login(self.peer.ip());
+                                    sleep(self.rt.limits.auth_failure_delay).await;
+                                }
+                                out.extend_from_slice(&front.login_result(verdict));
+                            }
+                        }
+                    }
+                }
+            }
+            if flush(&mut conn, &mut out).await.is_err() {
+                return Err(Outcome::IoError);
+            }
+            let read = tokio::select! {
+                r = conn.read(&mut buf) => r,
+                _ = sleep_until(deadline) => {
+                    let _ = timeout(Duration::from_secs(2), conn.write_all(&front.timeout_bye())).await;
+                    return Err(Outcome::PreauthTimeout);
+                }
+                _ = self.ctx.lifecycle().shutting_down() => {
+                    let _ = timeout(Duration::from_secs(2), conn.write_all(&front.shutdown_bye())).await;
+                    let _ = timeout(Duration::from_secs(1), conn.shutdown()).await;
+                    return Err(Outcome::Shutdown);
+                }
+            };
+            match read {
+                Ok(0) => return Err(Outcome::ClientClosed),
+                Ok(n) => front.feed(&buf[..n]),
+                Err(_) => return Err(Outcome::IoError),
+            }
+        }
+    }
+}
+
+/// True for the answers that carry the failed-login penalties: refused credentials and
+/// unknown domains, never the backend's own trouble.
+fn refused_credentials(verdict: &LoginVerdict) -> bool {
+    matches!(
+        verdict,
+        LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
+    )
+}
+
+/// Resolves when the client closes its connection (or it fails) while a login is in
+/// flight; whatever it pipelines meanwhile goes to the front engine, which keeps it.
+async fn client_gone(conn: &mut Conn, front: &mut Front, buf: &mut [u8]) {
+    loop {
+        match conn.read(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => front.feed(&buf[..n]),
+        }
+    }
+}
+
+async fn flush(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        conn.write_all(out).await?;
+        out.clear();
+    }
+    conn.flush().await
+}
