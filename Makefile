@@ -24,6 +24,7 @@ test-e2e:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) scripts/check-modules.py
 
 fmt:
 	$(CARGO) fmt --all

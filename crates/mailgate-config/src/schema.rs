@@ -1,6 +1,6 @@
 //! The routing file as written (`routing.yaml`), before validation. Map sections are read as
 //! ordered entry lists with their line numbers so that duplicates, case clashes and bad
-//! references can all be reported at once; [`crate::table`] turns this into a `RoutingTable`.
+//! references can all be reported at once; `validate.rs` turns this into a `RoutingTable`.
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -1,5 +1,5 @@
 //! The immutable routing snapshot: backends, domain/wildcard/user maps, default. Built once
-//! per load by [`crate::validate`]; shared behind an `Arc` and never mutated, so a session
+//! per load by `validate.rs`; shared behind an `Arc` and never mutated, so a session
 //! keeps the table it started with while reloads swap in new ones.
 
 use std::collections::HashMap;
@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::diag::{self, ConfigErrors, Diagnostic};
-use crate::schema::RoutingFile;
+use crate::diag::Diagnostic;
 use mailgate_proto::Secret;
 
 /// How mailgate talks TLS to a backend.
@@ -135,29 +134,6 @@ pub struct Loaded {
 }
 
 impl RoutingTable {
-    /// Read, parse and validate a routing file. Every problem is reported at once (schema
-    /// errors — unknown keys, wrong types, YAML syntax — stop at the first).
-    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-        let text = diag::read_file(path)?;
-        Self::parse(&text, path)
-    }
-
-    /// Parse and validate routing YAML as if read from `path` (relative `password_file`s and
-    /// `tls_ca_file`s resolve against its directory).
-    pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
-        if text.trim().is_empty() {
-            return Err(ConfigErrors::single(Diagnostic::new(
-                path,
-                None,
-                "",
-                "file is empty (a truncated write?)",
-            )));
-        }
-        let file: RoutingFile = serde_saphyr::from_str_with_options(text, diag::yaml_options())
-            .map_err(|e| ConfigErrors::single(diag::from_yaml_error(path, text, &e)))?;
-        crate::validate::build(file, path, fnv1a(text.as_bytes()))
-    }
-
     /// A backend by name.
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
         self.by_name

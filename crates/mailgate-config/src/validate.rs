@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::diag::{ConfigErrors, Diagnostic};
+use crate::diag::{self, ConfigErrors, Diagnostic};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
 use mailgate_proto::Secret;
-use crate::table::{Backend, BackendTls, Entry, ForwardClient, Loaded, Probe, RoutingTable};
+use crate::table::{Backend, BackendTls, Entry, ForwardClient, Loaded, Probe, RoutingTable, fnv1a};
 
 struct Ctx<'a> {
     path: &'a Path,
@@ -370,4 +370,29 @@ fn probe(cx: &mut Ctx<'_>, key: &str, spec: &ProbeSpec) -> Option<Probe> {
         user: spec.user.clone(),
         password: Secret::new(password),
     })
+}
+
+impl RoutingTable {
+    /// Read, parse and validate a routing file. Every problem is reported at once (schema
+    /// errors — unknown keys, wrong types, YAML syntax — stop at the first).
+    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let text = diag::read_file(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate routing YAML as if read from `path` (relative `password_file`s and
+    /// `tls_ca_file`s resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
+        if text.trim().is_empty() {
+            return Err(ConfigErrors::single(Diagnostic::new(
+                path,
+                None,
+                "",
+                "file is empty (a truncated write?)",
+            )));
+        }
+        let file: RoutingFile = serde_saphyr::from_str_with_options(text, diag::yaml_options())
+            .map_err(|e| ConfigErrors::single(diag::from_yaml_error(path, text, &e)))?;
+        build(file, path, fnv1a(text.as_bytes()))
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! The real network prober lives in the server (it needs DNS, TLS and the routing
 //! snapshot to find a backend's address and probe account); this crate only defines the
-//! trait, runs it on schedule ([`crate::scheduler`]) and offers the protocol conversations
-//! over any connected stream ([`crate::conversation`]).
+//! trait, runs it on schedule (`scheduler.rs`) and offers the protocol conversations over
+//! any connected stream (`conversation.rs`).
 
 use std::fmt;
 use std::future::Future;

@@ -38,8 +38,7 @@ pub fn tls_connector(ca_file: &Path) -> anyhow::Result<TlsConnector> {
     tls_connector_pem(&pem).with_context(|| format!("CA file {}", ca_file.display()))
 }
 
-/// [`tls_connector`] from PEM text in memory (e.g. a fake backend's
-/// [`cert_pem`](crate::fake::FakeHandle::cert_pem)).
+/// [`tls_connector`] from PEM text in memory (e.g. a fake backend's `cert_pem()`).
 pub fn tls_connector_pem(pem: &[u8]) -> anyhow::Result<TlsConnector> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {

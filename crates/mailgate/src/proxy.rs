@@ -23,7 +23,7 @@ use crate::prober::NetProber;
 use crate::reload::{self, ReloadHandle, ReloadInbox, Reloader};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::session::SessionContext;
-use crate::tls::{CertSpec, ServerTls};
+use crate::tls::ServerTls;
 use crate::{listener, topology};
 
 /// The proxy's parts, before and while it serves.
@@ -164,21 +164,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Load the server certificates named in the config.
 pub fn load_tls(t: &mailgate_config::TlsConfig) -> Result<ServerTls, crate::tls::TlsError> {
-    let default = CertSpec {
-        cert: t.cert.clone(),
-        key: t.key.clone(),
-        names: Vec::new(),
-    };
-    let sni: Vec<CertSpec> = t
-        .sni
-        .iter()
-        .map(|s| CertSpec {
-            cert: s.cert.clone(),
-            key: s.key.clone(),
-            names: s.names.clone(),
-        })
-        .collect();
-    ServerTls::load(&default, &sni)
+    ServerTls::from_config(t)
 }
 
 /// Bound public listeners.

@@ -236,7 +236,7 @@ fn parse(
 ) -> Result<(RoutingTable, Option<ServerTls>), ReloadError> {
     // Certificates first: a bad certificate must not leave a new routing table
     // half-applied, and a bad routing file leaves the certificates unchanged too.
-    let tls = tls.map(crate::proxy::load_tls).transpose()?;
+    let tls = tls.map(ServerTls::from_config).transpose()?;
     let loaded = RoutingTable::load(routing_file)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");

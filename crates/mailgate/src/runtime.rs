@@ -1,7 +1,7 @@
 //! The runtime snapshot: everything a session reads from configuration — the routing
 //! table, the server certificates, the front settings (greeting, capabilities, OAuth), the
 //! limits — in one immutable value behind one `ArcSwap`. A session loads it once at accept
-//! and keeps it for its whole life; only the reloader ([`crate::reload`]) stores a new one,
+//! and keeps it for its whole life; only the reloader (`reload.rs`) stores a new one,
 //! so the routing table and the certificates of a snapshot always belong together.
 
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use mailgate_config::{Config, LimitsConfig, RoutingTable};
 use mailgate_proto::{FrontConfig, Limits};
 
-use crate::listener::ListenerKind;
+use crate::endpoint::ListenerKind;
 use crate::tls::ServerTls;
 
 /// The greeting and capability settings of the client-facing engines.

@@ -141,6 +141,25 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Load the default certificate and the SNI certificates.
+    /// The certificates named in `tls:` of mailgate.yaml.
+    pub fn from_config(t: &mailgate_config::TlsConfig) -> Result<ServerTls, TlsError> {
+        let default = CertSpec {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            names: Vec::new(),
+        };
+        let sni: Vec<CertSpec> = t
+            .sni
+            .iter()
+            .map(|s| CertSpec {
+                cert: s.cert.clone(),
+                key: s.key.clone(),
+                names: s.names.clone(),
+            })
+            .collect();
+        ServerTls::load(&default, &sni)
+    }
+
     pub fn load(default: &CertSpec, sni: &[CertSpec]) -> Result<ServerTls, TlsError> {
         let provider = provider();
         let default_ck = Arc::new(load_certified_key(default, &provider)?);

@@ -11,15 +11,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::tls::Stream;
-use super::{FaultMode, Protocol, Shared, TempCode, TlsMode};
+use super::{FaultMode, Shared, TempCode, TlsMode};
 
 /// Longest command line a fake reads; longer lines end the connection.
 const MAX_LINE: u64 = 16 * 1024;
 /// Read buffer per connection: small, because idle benchmark sessions hold it.
 const READ_BUF: usize = 512;
 
-/// Serves one accepted connection in the given mode until either side closes.
-pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, mode: FaultMode) {
+/// Sets up one accepted connection in the given mode (implicit TLS included); `None` when
+/// the connection ends before a protocol is spoken (TLS stall or a failed handshake).
+pub(super) async fn accept(stream: TcpStream, shared: Arc<Shared>, mode: FaultMode) -> Option<Conn> {
     let delay = match mode {
         FaultMode::SlowResponses(d) => Some(d),
         _ => None,
@@ -29,28 +30,24 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, mode: FaultMod
             if mode == FaultMode::TlsStall {
                 // Hold the connection and never answer the ClientHello.
                 let _ = tokio::io::copy(&mut { stream }, &mut tokio::io::sink()).await;
-                return;
+                return None;
             }
             match TlsAcceptor::from(Arc::clone(config)).accept(stream).await {
                 Ok(tls) => {
                     shared.record_tls_handshake();
                     Stream::Tls(Box::new(tls))
                 }
-                Err(_) => return,
+                Err(_) => return None,
             }
         }
         _ => Stream::Plain(stream),
     };
-    let mut conn = Conn {
+    Some(Conn {
         rd: BufReader::with_capacity(READ_BUF, stream),
         delay,
         mode,
         shared,
-    };
-    let _ = match conn.shared.protocol {
-        Protocol::Imap => super::imap::run(&mut conn).await,
-        Protocol::Pop3 => super::pop3::run(&mut conn).await,
-    };
+    })
 }
 
 /// Resets a connection: SO_LINGER 0 then close sends an RST.

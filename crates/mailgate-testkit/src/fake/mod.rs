@@ -330,11 +330,22 @@ async fn accept_loop(
             let shared = Arc::clone(&guard.0);
             tokio::select! {
                 () = cancel.cancelled() => {}
-                _ = conn::serve(stream, shared, mode) => {}
+                _ = serve(stream, shared, mode) => {}
             }
             drop(guard);
         });
     }
+}
+
+/// Serves one accepted connection in the given mode until either side closes.
+async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>, mode: FaultMode) {
+    let Some(mut conn) = conn::accept(stream, shared, mode).await else {
+        return;
+    };
+    let _ = match conn.shared.protocol {
+        Protocol::Imap => imap::run(&mut conn).await,
+        Protocol::Pop3 => pop3::run(&mut conn).await,
+    };
 }
 
 /// A running fake. Dropping it stops the fake (listener and connections) too.
