@@ -10,6 +10,59 @@ use mailgate_proto::{
 use mailgate_proto::{FrontConfig, UpstreamConfig};
 use proptest::prelude::*;
 
+/// An action with its contents (`Debug` shows only lengths of what actions carry).
+fn render_front(a: &FrontAction) -> String {
+    match a {
+        FrontAction::Send(b) => format!("Send({})", String::from_utf8_lossy(b)),
+        FrontAction::Login(req) => format!("Login({})", render_credentials(&req.credentials)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn render_credentials(c: &Credentials) -> String {
+    match c {
+        Credentials::Password {
+            authzid,
+            authcid,
+            password,
+        } => format!(
+            "Password({authzid:?}, {authcid:?}, {:?})",
+            String::from_utf8_lossy(password.expose())
+        ),
+        Credentials::OAuth {
+            mechanism,
+            user,
+            initial_response,
+        } => format!(
+            "OAuth({mechanism:?}, {user:?}, {:?})",
+            String::from_utf8_lossy(initial_response.expose())
+        ),
+    }
+}
+
+fn render_reply(r: &BackendReply) -> String {
+    format!(
+        "{:?}|{:?}",
+        String::from_utf8_lossy(&r.untagged),
+        String::from_utf8_lossy(&r.status)
+    )
+}
+
+fn render_upstream(a: &UpstreamAction) -> String {
+    match a {
+        UpstreamAction::Send(b) => format!("Send({})", String::from_utf8_lossy(b)),
+        UpstreamAction::Done(v) => match v {
+            LoginVerdict::Accepted(r) => format!("Accepted({})", render_reply(r)),
+            LoginVerdict::Rejected(r) => format!("Rejected({})", render_reply(r)),
+            LoginVerdict::Temporary(r, scope) => {
+                format!("Temporary({}, {scope:?})", render_reply(r))
+            }
+            other => format!("{other:?}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
 fn front_config(limits: Limits) -> FrontConfig {
     FrontConfig {
         limits,
@@ -35,13 +88,17 @@ fn drive_front(chunks: &[Vec<u8>], limits: Limits) -> Vec<String> {
                         status: b"NO nope".to_vec(),
                     };
                     let bytes = f.login_result(LoginVerdict::Rejected(reply));
-                    log.push(format!("{a:?} -> {}", String::from_utf8_lossy(&bytes)));
+                    log.push(format!(
+                        "{} -> {}",
+                        render_front(&a),
+                        String::from_utf8_lossy(&bytes)
+                    ));
                 }
                 FrontAction::StartTls => {
                     log.push("TLS".into());
                     f.tls_started();
                 }
-                _ => log.push(format!("{a:?}")),
+                _ => log.push(render_front(&a)),
             }
         }
         assert!(f.buffered() <= cap, "holds {} > {cap}", f.buffered());
@@ -172,7 +229,7 @@ fn drive_upstream(chunks: &[Vec<u8>], authzid: bool) -> Vec<String> {
                     log.push("TLS".to_string());
                     up.tls_started();
                 }
-                Ok(Some(a)) => log.push(format!("{a:?}")),
+                Ok(Some(a)) => log.push(render_upstream(&a)),
                 Err(e) => {
                     log.push(format!("ERR {e:?}"));
                     return log;
