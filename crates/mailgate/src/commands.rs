@@ -35,6 +35,18 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     let routing = match RoutingTable::load(&cfg.routing_file) {
         Ok(l) => {
             print_warnings(&l.warnings);
+            // The loop guard, as far as literal addresses show it (backend/own.rs).
+            let own = crate::backend::own::configured(&cfg.listen);
+            let text = std::fs::read_to_string(&cfg.routing_file).unwrap_or_default();
+            errors.extend(
+                crate::backend::own::literal_loops(&l.table, &own)
+                    .into_iter()
+                    .map(|lp| {
+                        let line = crate::backend::own::line_of(&text, &lp.backend, lp.key);
+                        let key = format!("backends.{}.{}", lp.backend, lp.key);
+                        Diagnostic::new(&cfg.routing_file, line, key, lp.message())
+                    }),
+            );
             Some(l.table)
         }
         Err(e) => {

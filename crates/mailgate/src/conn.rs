@@ -8,13 +8,23 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP connection, possibly wrapped in TLS.
-#[derive(Debug)]
+/// A TCP connection, possibly wrapped in TLS. `Debug` shows the transport and the
+/// addresses, never buffered bytes (a TLS stream holds decrypted data).
 pub enum Conn {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP (either side).
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tcp = self.tcp();
+        f.debug_struct(if self.is_tls() { "Tls" } else { "Plain" })
+            .field("local", &tcp.local_addr().ok())
+            .field("peer", &tcp.peer_addr().ok())
+            .finish()
+    }
 }
 
 impl Conn {

@@ -13,6 +13,8 @@ pub mod client_limits;
 pub mod commands;
 pub mod conn;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod listener;
 pub mod logging;

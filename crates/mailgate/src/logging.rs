@@ -116,3 +116,17 @@ impl EncodeMetric for DroppedLinesMetric {
         MetricType::Counter
     }
 }
+
+/// The log writer's metric family (`log_lines_dropped_total`).
+#[derive(Debug, Default)]
+pub struct LogMetrics;
+
+impl crate::metrics::MetricGroup for LogMetrics {
+    fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            crate::metrics::names::LOG_LINES_DROPPED,
+            "Log lines dropped: the log's destination could not keep up",
+            DroppedLinesMetric,
+        );
+    }
+}

@@ -110,6 +110,9 @@ fn with_tlvs(
 /// Longest PROXY v2 header accepted (addresses plus a few TLVs).
 const MAX_PROXY_HEADER: usize = 16 + 536;
 
+/// The 12 bytes every PROXY protocol v2 header starts with.
+const PROXY_V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
 /// Why an inbound PROXY v2 header was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
@@ -122,6 +125,48 @@ pub enum ProxyHeaderError {
     /// Longer than mailgate accepts.
     #[error("PROXY header too long")]
     TooLong,
+    /// Fewer bytes than the header announces.
+    #[error("PROXY header truncated")]
+    Truncated,
+}
+
+/// The whole length of the PROXY v2 header that starts with `head` (its fixed 16 bytes):
+/// checks the signature and mailgate's length limit.
+pub fn proxy_v2_len(head: &[u8; 16]) -> Result<usize, ProxyHeaderError> {
+    if head[..12] != *PROXY_V2_SIGNATURE {
+        return Err(ProxyHeaderError::Invalid);
+    }
+    let len = 16 + usize::from(u16::from_be_bytes([head[14], head[15]]));
+    if len > MAX_PROXY_HEADER {
+        return Err(ProxyHeaderError::TooLong);
+    }
+    Ok(len)
+}
+
+/// Parse the PROXY v2 header at the start of `bytes` (which may hold more): the client
+/// address it announces (`None` for a `LOCAL` header, the load balancer's own health
+/// check, or an address family other than TCP/UDP over IPv4/IPv6) and the header's length.
+pub fn parse_proxy_v2(bytes: &[u8]) -> Result<(Option<SocketAddr>, usize), ProxyHeaderError> {
+    let head: &[u8; 16] = bytes
+        .get(..16)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(ProxyHeaderError::Truncated)?;
+    let len = proxy_v2_len(head)?;
+    let all = bytes.get(..len).ok_or(ProxyHeaderError::Truncated)?;
+    let header = ppp::v2::Header::try_from(all).map_err(|_| ProxyHeaderError::Invalid)?;
+    if header.command == ppp::v2::Command::Local {
+        return Ok((None, len));
+    }
+    let client = match header.addresses {
+        ppp::v2::Addresses::IPv4(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        ppp::v2::Addresses::IPv6(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        _ => None,
+    };
+    Ok((client, len))
 }
 
 /// Read a PROXY protocol v2 header from a trusted load balancer (`listen.proxy_from`).
@@ -130,30 +175,11 @@ pub enum ProxyHeaderError {
 pub async fn read_proxy_v2(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut head = [0u8; 16];
     tcp.read_exact(&mut head).await?;
-    if head[..12] != *b"\r\n\r\n\0\r\nQUIT\n" {
-        return Err(ProxyHeaderError::Invalid);
-    }
-    let len = u16::from_be_bytes([head[14], head[15]]) as usize;
-    if 16 + len > MAX_PROXY_HEADER {
-        return Err(ProxyHeaderError::TooLong);
-    }
-    let mut all = vec![0u8; 16 + len];
+    let len = proxy_v2_len(&head)?;
+    let mut all = vec![0u8; len];
     all[..16].copy_from_slice(&head);
     tcp.read_exact(&mut all[16..]).await?;
-    let header =
-        ppp::v2::Header::try_from(all.as_slice()).map_err(|_| ProxyHeaderError::Invalid)?;
-    if header.command == ppp::v2::Command::Local {
-        return Ok(None);
-    }
-    Ok(match header.addresses {
-        ppp::v2::Addresses::IPv4(a) => {
-            Some(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
-        ppp::v2::Addresses::IPv6(a) => {
-            Some(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
-        _ => None,
-    })
+    parse_proxy_v2(&all).map(|(client, _)| client)
 }
 
 #[cfg(test)]

@@ -11,18 +11,62 @@ use mailgate_health::{
     BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
 };
 use mailgate_proto::{Credentials, Limits, LoginRequest, LoginVerdict};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use crate::backend::{BackendClient, BackendError, Deadlines, Step, Target};
-use crate::metrics::{BackendLabel, Metrics};
+use crate::metrics::{BackendLabel, MetricGroup, latency_histogram, names};
 use crate::runtime::RuntimeHandle;
+
+/// `backend_probe_duration_seconds`: every probe, failed ones included.
+#[derive(Debug)]
+pub struct ProbeMetrics {
+    duration: Family<BackendLabel, Histogram>,
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        ProbeMetrics {
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl ProbeMetrics {
+    /// Time one probe of `backend`.
+    pub fn observe(&self, backend: &str, secs: f64) {
+        self.duration
+            .get_or_create(&BackendLabel {
+                backend: backend.to_string(),
+            })
+            .observe(secs);
+    }
+}
+
+impl MetricGroup for ProbeMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            names::BACKEND_PROBE_DURATION,
+            "Duration of active health probes",
+            self.duration.clone(),
+        );
+    }
+
+    fn forget_backend(&self, backend: &str) {
+        self.duration.remove(&BackendLabel {
+            backend: backend.into(),
+        });
+    }
+}
 
 /// Probes backends over the network.
 #[derive(Debug)]
 pub struct NetProber {
     runtime: RuntimeHandle,
     backends: Arc<BackendClient>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ProbeMetrics>,
     timeout: Duration,
 }
 
@@ -31,7 +75,7 @@ impl NetProber {
     pub fn new(
         runtime: RuntimeHandle,
         backends: Arc<BackendClient>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<ProbeMetrics>,
         timeout: Duration,
     ) -> Self {
         NetProber {
@@ -48,11 +92,7 @@ impl NetProber {
         // Every probe is timed, failed ones included: an unreachable backend shows up in
         // the histogram as slow probes, not as missing samples.
         self.metrics
-            .probe_duration
-            .get_or_create(&BackendLabel {
-                backend: target.backend.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(&target.backend, started.elapsed().as_secs_f64());
         outcome
     }
 

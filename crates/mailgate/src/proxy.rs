@@ -12,19 +12,60 @@ use mailgate_health::{HealthView, KickRegistry, ProbeScheduler};
 use tokio::net::TcpListener;
 
 use crate::admin::AdminContext;
+use crate::admin::StateGauges;
 use crate::admin::auth::TokenStore;
 use crate::admission::Admission;
+use crate::admission::LoginMetrics;
 use crate::backend::BackendClient;
 use crate::client_limits::ClientLimits;
 use crate::endpoint::ListenerKind;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
+use crate::logging::LogMetrics;
+use crate::metrics::{MetricGroup, Metrics};
 use crate::prober::NetProber;
+use crate::prober::ProbeMetrics;
+use crate::reload::ConfigMetrics;
 use crate::reload::{self, ReloadHandle, ReloadInbox, Reloader};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::session::SessionContext;
+use crate::session::SessionMetrics;
 use crate::tls::ServerTls;
 use crate::{listener, topology};
+
+/// The metric families, each owned by the module that updates it.
+#[derive(Debug, Clone)]
+struct Groups {
+    sessions: Arc<SessionMetrics>,
+    logins: Arc<LoginMetrics>,
+    probes: Arc<ProbeMetrics>,
+    config: Arc<ConfigMetrics>,
+    gauges: Arc<StateGauges>,
+}
+
+impl Groups {
+    fn new() -> Self {
+        Groups {
+            sessions: Arc::default(),
+            logins: Arc::default(),
+            probes: Arc::default(),
+            config: Arc::default(),
+            gauges: Arc::default(),
+        }
+    }
+
+    /// Every family, registered in this one place.
+    fn registry(&self) -> Metrics {
+        let all: Vec<Arc<dyn MetricGroup>> = vec![
+            self.gauges.clone(),
+            self.logins.clone(),
+            self.probes.clone(),
+            self.sessions.clone(),
+            self.config.clone(),
+            Arc::new(LogMetrics),
+        ];
+        Metrics::build(all)
+    }
+}
 
 /// The proxy's parts, before and while it serves.
 #[derive(Debug)]
@@ -35,6 +76,7 @@ pub struct Proxy {
     health: HealthView,
     kicks: KickRegistry,
     metrics: Arc<Metrics>,
+    groups: Groups,
     backends: Arc<BackendClient>,
     lifecycle: Arc<Lifecycle>,
     reload: ReloadHandle,
@@ -46,22 +88,24 @@ impl Proxy {
     /// Build the proxy from a loaded configuration, routing table and certificates.
     pub fn new(config: Config, routing: RoutingTable, tls: Option<ServerTls>) -> Arc<Proxy> {
         let runtime = Runtime::new(&config, routing, tls);
-        let metrics = Arc::new(Metrics::new());
+        let groups = Groups::new();
+        let metrics = Arc::new(groups.registry());
         let settings = topology::health_settings(&config.health);
         let kicks = KickRegistry::new(settings.kick_quiet, settings.kick_max_wait);
         let health = HealthView::new(settings);
         health.set_backends(topology::backend_specs(&runtime.routing));
-        metrics.record_reload(true);
-        metrics.set_routes(&runtime.routing);
+        groups.config.record_reload(true);
+        groups.config.set_routes(&runtime.routing);
+        groups.logins.sync_backends(&runtime.routing);
         let runtime = RuntimeHandle::new(runtime);
         let backends = Arc::new(BackendClient::new());
         let lifecycle = Arc::new(Lifecycle::new());
         let sessions = Arc::new(SessionContext::new(
             runtime.clone(),
-            Admission::new(health.clone(), kicks.clone(), metrics.clone()),
+            Admission::new(health.clone(), kicks.clone(), groups.logins.clone()),
             ClientLimits::new(&config.limits),
             backends.clone(),
-            metrics.clone(),
+            groups.sessions.clone(),
             lifecycle.clone(),
         ));
         let (reload, inbox) = reload::channel();
@@ -72,6 +116,7 @@ impl Proxy {
             health,
             kicks,
             metrics,
+            groups,
             backends,
             lifecycle,
             reload,
@@ -133,6 +178,7 @@ impl Proxy {
             runtime: self.runtime.clone(),
             reload: self.reload.clone(),
             metrics: self.metrics.clone(),
+            gauges: self.groups.gauges.clone(),
             lifecycle: self.lifecycle.clone(),
             show_addresses: self.config.admin.show_addresses,
             token_configured: self.config.admin.token_file.is_some(),
@@ -143,7 +189,7 @@ impl Proxy {
         let prober = Arc::new(NetProber::new(
             self.runtime.clone(),
             self.backends.clone(),
-            self.metrics.clone(),
+            self.groups.probes.clone(),
             self.config.health.timeout,
         ));
         Arc::new(ProbeScheduler::spawn(
@@ -208,6 +254,16 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // The loop guard: the backend client never dials these (backend/own.rs).
+    let own = listeners
+        .public
+        .iter()
+        .filter_map(|(kind, l)| Some((kind.name(), l.local_addr().ok()?)))
+        .collect();
+    proxy.backends.set_own_listeners(own);
+    proxy
+        .backends
+        .warn_own_listener_loops(&proxy.runtime.snapshot().routing);
     for (kind, l) in listeners.public {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(listener = kind.name(), %addr, "listening");
@@ -223,8 +279,10 @@ pub async fn serve(
             health: proxy.health.clone(),
             kicks: proxy.kicks.clone(),
             probes: Some(probes.clone()),
-            metrics: proxy.metrics.clone(),
+            metrics: proxy.groups.config.clone(),
+            logins: proxy.groups.logins.clone(),
             tokens: lock(&proxy.tokens).clone(),
+            backends: Some(proxy.backends.clone()),
         };
         tokio::spawn(reloader.run(inbox, proxy.lifecycle.force_token()));
     }

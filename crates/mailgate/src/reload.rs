@@ -13,14 +13,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use mailgate_config::{ConfigErrors, RoutingTable, TlsConfig};
 use mailgate_health::{HealthView, KickReason, KickRegistry, ProbeScheduler};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::auth::TokenStore;
-use crate::metrics::Metrics;
+use crate::admission::LoginMetrics;
+use crate::backend::BackendClient;
+use crate::metrics::{KindLabel, MetricGroup, ReloadLabel, ReloadResult, names};
 use crate::runtime::RuntimeHandle;
 use crate::tls::{ServerTls, TlsError};
 use crate::topology;
@@ -152,9 +159,13 @@ pub struct Reloader {
     /// Probe targets.
     pub probes: Option<Arc<ProbeScheduler>>,
     /// Reload metrics.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<ConfigMetrics>,
+    /// Per-backend login series, rebuilt for each table.
+    pub logins: Arc<LoginMetrics>,
     /// The admin token, re-read with every reload.
     pub tokens: Option<Arc<TokenStore>>,
+    /// Told every new table: it logs backends that are mailgate's own listeners.
+    pub backends: Option<Arc<BackendClient>>,
 }
 
 impl Reloader {
@@ -200,6 +211,9 @@ impl Reloader {
         };
         let diff = old.routing.diff(&new_table);
         self.runtime.store(old.with_files(new_table.clone(), tls));
+        if let Some(b) = &self.backends {
+            b.warn_own_listener_loops(&new_table);
+        }
         self.health
             .set_backends(topology::backend_specs(&new_table));
         if let Some(p) = &self.probes {
@@ -214,6 +228,9 @@ impl Reloader {
                 KickReason::RouteChanged,
             );
         }
+        if !unchanged {
+            self.logins.sync_backends(&new_table);
+        }
         self.metrics.record_reload(true);
         self.metrics.set_routes(&new_table);
         let summary = diff.summary();
@@ -226,6 +243,66 @@ impl Reloader {
             sessions_to_move,
             token_reloaded,
         })
+    }
+}
+
+/// `config_reloads_total`, `config_last_reload_success_timestamp_seconds`, `routes`.
+#[derive(Debug, Default)]
+pub struct ConfigMetrics {
+    reloads: Family<ReloadLabel, Counter>,
+    last_success: Gauge<f64, AtomicU64>,
+    routes: Family<KindLabel, Gauge>,
+}
+
+impl ConfigMetrics {
+    /// Count a reload (the load at start counts as one); on success stamp the time.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok {
+            ReloadResult::Success
+        } else {
+            ReloadResult::Failure
+        };
+        self.reloads.get_or_create(&ReloadLabel { result }).inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.last_success.set(now);
+        }
+    }
+
+    /// Mirror the routing table's size.
+    pub fn set_routes(&self, table: &RoutingTable) {
+        let c = table.counts();
+        for (kind, n) in [
+            ("domain", c.domains),
+            ("wildcard", c.wildcards),
+            ("user", c.users),
+            ("default", c.default),
+        ] {
+            self.routes.get_or_create(&KindLabel { kind }).set(n as i64);
+        }
+    }
+}
+
+impl MetricGroup for ConfigMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            names::CONFIG_RELOADS,
+            "Routing/certificate reloads by result",
+            self.reloads.clone(),
+        );
+        r.register(
+            names::CONFIG_LAST_RELOAD_SUCCESS,
+            "Unix time of the last successful load",
+            self.last_success.clone(),
+        );
+        r.register(
+            names::ROUTES,
+            "Routing table entries by kind",
+            self.routes.clone(),
+        );
     }
 }
 

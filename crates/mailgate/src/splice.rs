@@ -68,8 +68,8 @@ pub enum SpliceEnd {
     Error(io::Error),
 }
 
-/// One direction of the splice.
-#[derive(Debug, Default)]
+/// One direction of the splice. `Debug` shows counts, never the bytes in flight.
+#[derive(Default)]
 struct Half {
     buf: Option<Vec<u8>>,
     start: usize,
@@ -80,6 +80,20 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
+}
+
+impl std::fmt::Debug for Half {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Half")
+            .field("buffered", &self.end.saturating_sub(self.start))
+            .field("holds_buffer", &self.buf.is_some())
+            .field("read_first", &self.read_first)
+            .field("needs_flush", &self.needs_flush)
+            .field("eof", &self.eof)
+            .field("done", &self.done)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
 }
 
 impl Half {
@@ -353,187 +367,5 @@ impl Future for Splice {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    #[test]
-    fn pool_never_hands_out_short_buffers() {
-        give_buf(vec![0; 77]);
-        assert_eq!(take_buf().len(), BUF_SIZE);
-        give_buf(vec![0; BUF_SIZE]);
-        assert_eq!(take_buf().len(), BUF_SIZE);
-    }
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let a = TcpStream::connect(l.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (b, _) = l.accept().await.expect("accept");
-        (a, b)
-    }
-
-    #[tokio::test]
-    async fn copies_both_ways_unchanged_with_initial_bytes_and_half_close() {
-        let (mut client, client_side) = pair().await;
-        let (backend_side, mut backend) = pair().await;
-        let splice = Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            b"pipelined\r\n".to_vec(),
-            b"a1 OK logged in\r\n".to_vec(),
-            Duration::from_secs(60),
-        );
-        let task = tokio::spawn(splice);
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let big2 = big.clone();
-        let writer = tokio::spawn(async move {
-            backend.write_all(&big2).await.expect("backend write");
-            let mut got = vec![0u8; 11];
-            backend.read_exact(&mut got).await.expect("pipelined");
-            assert_eq!(&got, b"pipelined\r\n");
-            // The client half-closes after LOGOUT; the backend still answers, then closes.
-            let mut rest = Vec::new();
-            backend.read_to_end(&mut rest).await.expect("rest");
-            backend.write_all(b"* BYE\r\n").await.expect("bye");
-            backend.shutdown().await.expect("shutdown");
-            rest
-        });
-        let mut head = vec![0u8; 17];
-        client.read_exact(&mut head).await.expect("head");
-        assert_eq!(&head, b"a1 OK logged in\r\n");
-        let mut got = vec![0u8; big.len()];
-        client.read_exact(&mut got).await.expect("body");
-        assert!(got == big, "bytes changed in transit");
-        client.write_all(b"a2 LOGOUT\r\n").await.expect("write");
-        client.shutdown().await.expect("client shutdown");
-        let mut tail = Vec::new();
-        client.read_to_end(&mut tail).await.expect("eof");
-        assert_eq!(tail, b"* BYE\r\n");
-        assert_eq!(writer.await.expect("writer"), b"a2 LOGOUT\r\n");
-        assert!(matches!(
-            task.await.expect("splice"),
-            SpliceEnd::BackendClosed
-        ));
-    }
-
-    /// A backend that ends the session (LOGOUT answered, its own idle timeout, a restart)
-    /// ends it for the client too, even when the client never closes: the budget slot is
-    /// not held by a half-open client.
-    #[tokio::test]
-    async fn backend_close_ends_the_session_for_a_client_that_stays() {
-        let (mut client, client_side) = pair().await;
-        let (backend_side, mut backend) = pair().await;
-        let task = tokio::spawn(Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            Vec::new(),
-            Vec::new(),
-            Duration::from_secs(600),
-        ));
-        backend.write_all(b"* BYE idle\r\n").await.expect("write");
-        drop(backend);
-        let end = tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("splice ended")
-            .expect("join");
-        assert!(matches!(end, SpliceEnd::BackendClosed), "{end:?}");
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).await.expect("eof");
-        assert_eq!(got, b"* BYE idle\r\n");
-    }
-
-    /// A client that half-closes while the backend never answers ends after the linger.
-    #[tokio::test(start_paused = true)]
-    async fn client_half_close_lingers_then_ends() {
-        let (mut client, client_side) = pair().await;
-        let (backend_side, _backend) = pair().await;
-        let task = tokio::spawn(Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            Vec::new(),
-            Vec::new(),
-            Duration::from_secs(1800),
-        ));
-        client.shutdown().await.expect("shutdown");
-        let started = Instant::now();
-        let end = task.await.expect("join");
-        assert!(matches!(end, SpliceEnd::ClientClosed), "{end:?}");
-        assert!(started.elapsed() >= HALF_CLOSE_LINGER);
-        assert!(started.elapsed() < Duration::from_secs(1800));
-    }
-
-    #[tokio::test]
-    async fn goodbye_waits_for_a_response_boundary() {
-        let (mut client, client_side) = pair().await;
-        let (backend_side, mut backend) = pair().await;
-        let mut splice = Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            Vec::new(),
-            Vec::new(),
-            Duration::from_secs(600),
-        )
-        .with_imap_boundary();
-        // Mid-literal: no BYE may go in.
-        backend
-            .write_all(b"* 1 FETCH (BODY[] {10}\r\nabc")
-            .await
-            .expect("write");
-        assert!(
-            splice
-                .until_quiet(Duration::from_millis(100), Duration::from_secs(5))
-                .await
-                .is_none()
-        );
-        splice
-            .goodbye(Some(b"* BYE x\r\n"), Duration::from_secs(1))
-            .await;
-        drop(splice);
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).await.expect("eof");
-        assert_eq!(got, b"* 1 FETCH (BODY[] {10}\r\nabc");
-
-        let (mut client, client_side) = pair().await;
-        let (backend_side, mut backend) = pair().await;
-        let mut splice = Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            Vec::new(),
-            Vec::new(),
-            Duration::from_secs(600),
-        )
-        .with_imap_boundary();
-        backend.write_all(b"* 1 EXISTS\r\n").await.expect("write");
-        assert!(
-            splice
-                .until_quiet(Duration::from_millis(100), Duration::from_secs(5))
-                .await
-                .is_none()
-        );
-        splice
-            .goodbye(Some(b"* BYE x\r\n"), Duration::from_secs(1))
-            .await;
-        drop(splice);
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).await.expect("eof");
-        assert_eq!(got, b"* 1 EXISTS\r\n* BYE x\r\n");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_limit_ends_the_splice() {
-        let (_client, client_side) = pair().await;
-        let (backend_side, _backend) = pair().await;
-        let splice = Splice::new(
-            Conn::Plain(client_side),
-            Conn::Plain(backend_side),
-            Vec::new(),
-            Vec::new(),
-            Duration::from_secs(1800),
-        );
-        let end = splice.await;
-        assert!(matches!(end, SpliceEnd::Idle));
-    }
-}
+#[path = "splice_tests.rs"]
+mod tests;

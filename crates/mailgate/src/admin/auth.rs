@@ -173,7 +173,7 @@ impl TokenStore {
 }
 
 /// The credentials of a `Bearer` authorization header (scheme case-insensitive).
-fn bearer(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;

@@ -13,8 +13,10 @@ pub mod ctl;
 pub mod http;
 pub mod routes;
 pub mod server;
+mod state_gauges;
 pub mod status_json;
 pub mod status_page;
+pub use state_gauges::StateGauges;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -73,8 +75,10 @@ pub struct AdminContext {
     pub runtime: RuntimeHandle,
     /// The reloader.
     pub reload: ReloadHandle,
-    /// Metric families.
+    /// Every metric family (for `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The state gauges refreshed at each scrape.
+    pub gauges: Arc<StateGauges>,
     /// Shutdown state (readiness).
     pub lifecycle: Arc<Lifecycle>,
     /// `admin.show_addresses`.

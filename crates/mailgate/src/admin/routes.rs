@@ -50,7 +50,8 @@ impl AdminState {
         self.ready.load(Ordering::Acquire) && !self.ctx.lifecycle.is_shutting_down()
     }
 
-    /// `/metrics` with the state gauges refreshed first.
+    /// `/metrics` with the state gauges refreshed first, and the series of backends that
+    /// left the routing table dropped.
     pub fn metrics_text(&self) -> String {
         let statuses = self.ctx.health.snapshot();
         let not_after = self
@@ -60,7 +61,10 @@ impl AdminState {
             .tls
             .as_ref()
             .and_then(|t| t.not_after);
-        self.ctx.metrics.encode_with_health(&statuses, not_after)
+        let backends = statuses.iter().map(|s| s.name.clone()).collect();
+        self.ctx
+            .metrics
+            .encode_for(backends, || self.ctx.gauges.refresh(&statuses, not_after))
     }
 }
 
@@ -116,7 +120,7 @@ pub async fn handle(
 }
 
 /// `/backends/{name}/drain` → `(name, true)`, `/backends/{name}/undrain` → `(name, false)`.
-fn drain_target(path: &str) -> Option<(String, bool)> {
+pub(crate) fn drain_target(path: &str) -> Option<(String, bool)> {
     let rest = path.strip_prefix("/backends/")?;
     let (name, action) = rest.rsplit_once('/')?;
     let drain = match action {
@@ -262,34 +266,41 @@ async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
     }
 }
 
-fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
-    let pairs = http::query_pairs(req.uri().query());
+/// A parsed `POST /kick` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KickQuery {
+    /// `backend`, `domain` or `user`.
+    pub key: &'static str,
+    /// The value as given (trimmed).
+    pub value: String,
+    /// What to kick: domains and users in the routing table's normal form.
+    pub selector: KickSelector,
+    /// `window=`, when given.
+    pub window: Option<Duration>,
+}
+
+/// Parse the query of `POST /kick`; the error is the text of the 400 answer.
+pub(crate) fn kick_query(query: Option<&str>) -> Result<KickQuery, String> {
+    let pairs = http::query_pairs(query);
     let mut selectors = Vec::new();
     for key in ["backend", "domain", "user"] {
         if let Some(v) = http::query_get(&pairs, key).map(str::trim) {
             if v.is_empty() {
-                return http::error(StatusCode::BAD_REQUEST, format!("{key}= is empty"));
+                return Err(format!("{key}= is empty"));
             }
             selectors.push((key, v.to_string()));
         }
     }
     let (key, value) = match selectors.as_slice() {
         [(k, v)] => (*k, v.clone()),
-        _ => {
-            return http::error(
-                StatusCode::BAD_REQUEST,
-                "name exactly one of backend=, domain=, user=",
-            );
-        }
+        _ => return Err("name exactly one of backend=, domain=, user=".into()),
     };
     let window = match http::query_get(&pairs, "window") {
-        None => state.ctx.health.settings().kick_window,
+        None => None,
         Some(w) => match humantime::parse_duration(w.trim()) {
-            Ok(d) if d <= MAX_KICK_WINDOW => d,
-            Ok(_) => return http::error(StatusCode::BAD_REQUEST, "window= is at most 24h"),
-            Err(e) => {
-                return http::error(StatusCode::BAD_REQUEST, format!("window=: {e}"));
-            }
+            Ok(d) if d <= MAX_KICK_WINDOW => Some(d),
+            Ok(_) => return Err("window= is at most 24h".into()),
+            Err(e) => return Err(format!("window=: {e}")),
         },
     };
     let selector = match key {
@@ -297,13 +308,32 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         // The same normal form sessions register with (lowercase, punycode).
         "domain" => match mailgate_config::normalize::normalize_domain(&value) {
             Some(d) => KickSelector::Domain(d.into_owned()),
-            None => return http::error(StatusCode::BAD_REQUEST, "domain=: not a valid domain"),
+            None => return Err("domain=: not a valid domain".into()),
         },
         _ => match mailgate_config::normalize::parse_login(&value, None) {
             Some(login) => KickSelector::User(login.address()),
-            None => return http::error(StatusCode::BAD_REQUEST, "user=: not a valid login"),
+            None => return Err("user=: not a valid login".into()),
         },
     };
+    Ok(KickQuery {
+        key,
+        value,
+        selector,
+        window,
+    })
+}
+
+fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
+    let KickQuery {
+        key,
+        value,
+        selector,
+        window,
+    } = match kick_query(req.uri().query()) {
+        Ok(q) => q,
+        Err(message) => return http::error(StatusCode::BAD_REQUEST, message),
+    };
+    let window = window.unwrap_or_else(|| state.ctx.health.settings().kick_window);
     let n = state.ctx.kicks.kick(&selector, window);
     if n == 0
         && key == "backend"

@@ -103,8 +103,8 @@ pub struct ProxyClient {
     pub session_id: String,
 }
 
-/// A finished login: the connection and the backend's verdict.
-#[derive(Debug)]
+/// A finished login: the connection and the backend's verdict. `Debug` shows the length
+/// of `remaining`, never the backend's bytes.
 pub struct LoggedIn {
     /// The backend connection (spliced when accepted, dropped otherwise).
     pub conn: Conn,
@@ -116,6 +116,18 @@ pub struct LoggedIn {
     pub latency: Duration,
     /// From starting to the verdict (`backend_login_duration_seconds`).
     pub total: Duration,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("conn", &self.conn)
+            .field("verdict", &self.verdict)
+            .field("remaining", &self.remaining.len())
+            .field("latency", &self.latency)
+            .field("total", &self.total)
+            .finish()
+    }
 }
 
 /// Dials backends and replays logins. One per process, shared by sessions and probes.

@@ -140,6 +140,43 @@ pub fn literal_loops(table: &RoutingTable, listeners: &[Listener]) -> Vec<Loop> 
     out
 }
 
+/// The 1-based line of `backends.<backend>.<key>` in a block-style routing file, if it
+/// can be found (for `mailgate check`; `None` leaves the key path to say where).
+pub fn line_of(text: &str, backend: &str, key: &str) -> Option<usize> {
+    let key_of = |line: &str| -> Option<String> {
+        let t = line.trim_start();
+        let (k, _) = t.split_once(':')?;
+        Some(k.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+    };
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let mut section = false;
+    let mut entry: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let depth = indent(line);
+        if depth == 0 {
+            section = key_of(line).as_deref() == Some("backends");
+            entry = None;
+            continue;
+        }
+        if !section {
+            continue;
+        }
+        match entry {
+            Some(d) if depth > d => {
+                if key_of(line).as_deref() == Some(key) {
+                    return Some(i + 1);
+                }
+            }
+            _ => entry = (key_of(line).as_deref() == Some(backend)).then_some(depth),
+        }
+    }
+    None
+}
+
 /// The listeners `mailgate.yaml` names (for `mailgate check`, before anything is bound).
 pub fn configured(listen: &mailgate_config::Listen) -> Vec<Listener> {
     [
@@ -225,5 +262,10 @@ mod tests {
             ]
         );
         assert!(loops[0].message().contains("listen.imap (127.0.0.1:1143)"));
+        assert_eq!(line_of(text, "self", "imap_port"), Some(4));
+        assert_eq!(line_of(text, "named", "pop3_port"), Some(8));
+        assert_eq!(line_of(text, "dns", "pop3_port"), None);
+        let quoted = "# c\nbackends:\n  \"a.b\":\n    host: x\n\n    \"imap_port\": 1\n";
+        assert_eq!(line_of(quoted, "a.b", "imap_port"), Some(6));
     }
 }

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use super::SessionMetrics;
 use crate::admission::Admission;
 use crate::backend::BackendClient;
 use crate::client_limits::ClientLimits;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeHandle};
 
 /// The handles sessions share.
@@ -19,7 +19,7 @@ pub struct SessionContext {
     admission: Admission,
     clients: ClientLimits,
     backends: Arc<BackendClient>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SessionMetrics>,
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -30,7 +30,7 @@ impl SessionContext {
         admission: Admission,
         clients: ClientLimits,
         backends: Arc<BackendClient>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SessionMetrics>,
         lifecycle: Arc<Lifecycle>,
     ) -> Self {
         SessionContext {
@@ -64,7 +64,7 @@ impl SessionContext {
     }
 
     /// Metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &SessionMetrics {
         &self.metrics
     }
 

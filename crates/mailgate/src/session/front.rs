@@ -8,13 +8,22 @@ use mailgate_proto::{FrontAction, LoginVerdict};
 
 use mailgate_proto::Protocol;
 
-/// The client-facing engine of one session.
-#[derive(Debug)]
+/// The client-facing engine of one session. `Debug` is the engine's, which shows states
+/// and lengths, never the client's bytes.
 pub enum Front {
     /// IMAP.
     Imap(Box<ImapFront>),
     /// POP3.
     Pop3(Box<Pop3Front>),
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Front::Imap(e) => f.debug_tuple("Imap").field(e).finish(),
+            Front::Pop3(e) => f.debug_tuple("Pop3").field(e).finish(),
+        }
+    }
 }
 
 macro_rules! both {

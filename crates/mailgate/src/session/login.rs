@@ -59,8 +59,8 @@ impl Session<'_> {
         self.summary.domain = routed.domain.clone();
         let Some(route) = routed.route else {
             // Unknown domain: the same answer (and delay) as a wrong password.
-            ctx.metrics()
-                .login("none", protocol.as_str(), LoginResult::NoRoute);
+            ctx.admission()
+                .count("none", protocol, LoginResult::NoRoute);
             return LoginStep::Answer(LoginVerdict::AuthFailed);
         };
         let backend = route.backend.clone();
@@ -69,8 +69,8 @@ impl Session<'_> {
             Ok(p) => p,
             Err(reason) => {
                 tracing::info!(backend = %backend.name, reason = reason.as_str(), "login refused: backend not admitting");
-                ctx.metrics()
-                    .login(&backend.name, protocol.as_str(), LoginResult::Unavailable);
+                ctx.admission()
+                    .count(&backend.name, protocol, LoginResult::Unavailable);
                 return LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)));
             }
         };
@@ -121,17 +121,13 @@ impl Session<'_> {
             limits: self.rt.proto_limits.clone(),
             deadlines: Deadlines::from_limits(&self.rt.limits),
         };
-        let count = |result| {
-            ctx.metrics()
-                .login(&backend.name, protocol.as_str(), result)
-        };
         match ctx.backends().login(target, req).await {
             Ok(done) => {
                 permit.observe_duration(done.total);
                 match done.verdict {
                     LoginVerdict::Accepted(_) => {
                         permit.report(PassiveSignal::LoginLatency(done.latency));
-                        count(LoginResult::Ok);
+                        permit.count(LoginResult::Ok);
                         let domain = self.summary.domain.clone().unwrap_or_default();
                         let slot = permit.into_session(&domain, kick_user);
                         Attempt::Done(LoginStep::Spliced(done, slot))
@@ -139,13 +135,13 @@ impl Session<'_> {
                     LoginVerdict::Temporary(reply, TempScope::Backend) => {
                         tracing::info!(backend = %backend.name, "backend refused the login temporarily");
                         permit.report(PassiveSignal::TemporaryFailure);
-                        count(LoginResult::TempFailure);
+                        permit.count(LoginResult::TempFailure);
                         Attempt::Retry(LoginVerdict::Temporary(reply, TempScope::Backend))
                     }
                     LoginVerdict::Temporary(reply, TempScope::Mailbox) => {
                         // Mailbox locked, per-user limits: the backend is fine.
                         permit.report(PassiveSignal::Answered);
-                        count(LoginResult::TempFailure);
+                        permit.count(LoginResult::TempFailure);
                         Attempt::Done(LoginStep::Answer(LoginVerdict::Temporary(
                             reply,
                             TempScope::Mailbox,
@@ -153,14 +149,14 @@ impl Session<'_> {
                     }
                     other => {
                         permit.report(PassiveSignal::Answered);
-                        count(LoginResult::Rejected);
+                        permit.count(LoginResult::Rejected);
                         Attempt::Done(LoginStep::Answer(other))
                     }
                 }
             }
             Err(err) => {
                 tracing::warn!(backend = %backend.name, error = %err, kind = err.kind(), "login relay failed");
-                count(LoginResult::BackendError);
+                permit.count(LoginResult::BackendError);
                 if let Some(signal) = err.signal() {
                     permit.report(signal);
                 }

@@ -13,11 +13,13 @@ mod context;
 mod front;
 mod login;
 mod preauth;
+mod session_metrics;
 mod spliced;
 mod transport;
 
 pub use context::SessionContext;
 pub use front::Front;
+pub use session_metrics::{SessionGauge, SessionMetrics};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,7 +101,7 @@ pub async fn run(ctx: Arc<SessionContext>, kind: ListenerKind, tcp: TcpStream, p
     let span = tracing::info_span!("conn", listener = kind.name(), peer = %peer, id);
     async move {
         let started = Instant::now();
-        let _active = ctx.metrics().session_opened(kind.name());
+        let _active = ctx.metrics().session_opened(kind);
         let mut session = Session {
             ctx: &ctx,
             rt: ctx.runtime(),

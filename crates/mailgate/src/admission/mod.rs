@@ -12,7 +12,11 @@ use mailgate_health::{
     RefusalReason, SessionGuard,
 };
 
-use crate::metrics::{BackendProtocol, Metrics};
+mod login_metrics;
+
+pub use login_metrics::LoginMetrics;
+
+use crate::metrics::LoginResult;
 use mailgate_proto::Protocol;
 
 /// Admission, health reporting and kicks for sessions.
@@ -20,17 +24,22 @@ use mailgate_proto::Protocol;
 pub struct Admission {
     health: HealthView,
     kicks: KickRegistry,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LoginMetrics>,
 }
 
 impl Admission {
     /// Wrap the shared health view.
-    pub fn new(health: HealthView, kicks: KickRegistry, metrics: Arc<Metrics>) -> Self {
+    pub fn new(health: HealthView, kicks: KickRegistry, metrics: Arc<LoginMetrics>) -> Self {
         Admission {
             health,
             kicks,
             metrics,
         }
+    }
+
+    /// Count a login whose outcome no backend decided (no route, not admitted).
+    pub fn count(&self, backend: &str, protocol: Protocol, result: LoginResult) {
+        self.metrics.login(backend, protocol, result);
     }
 
     /// How long a session must be quiet before mailgate closes it (kicks, shutdown).
@@ -57,7 +66,7 @@ impl Admission {
                 metrics: self.metrics.clone(),
             }),
             Err(refusal) => {
-                self.metrics.refused(fallback, refusal.reason.as_str());
+                self.metrics.refused(fallback, refusal.reason);
                 None
             }
         }
@@ -89,7 +98,7 @@ impl Admission {
                 })
             }
             Err(refusal) => {
-                self.metrics.refused(&backend.name, refusal.reason.as_str());
+                self.metrics.refused(&backend.name, refusal.reason);
                 Err(refusal.reason)
             }
         }
@@ -104,7 +113,7 @@ pub struct Permit {
     protocol: Protocol,
     health: HealthView,
     kicks: KickRegistry,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LoginMetrics>,
 }
 
 impl Permit {
@@ -122,24 +131,18 @@ impl Permit {
     /// health latency window only gets accepted logins, see [`PassiveSignal::Answered`]).
     pub fn observe_duration(&self, total: Duration) {
         self.metrics
-            .login_duration
-            .get_or_create(&BackendProtocol {
-                backend: self.backend.name.clone(),
-                protocol: self.protocol.as_str().into(),
-            })
-            .observe(total.as_secs_f64());
+            .observe_duration(&self.backend.name, self.protocol, total.as_secs_f64());
+    }
+
+    /// Count this login's outcome in `logins_total`.
+    pub fn count(&self, result: LoginResult) {
+        self.metrics
+            .login(&self.backend.name, self.protocol, result);
     }
 
     /// The login succeeded: hold a session slot and register for kicks.
     pub fn into_session(self, domain: &str, user: &str) -> SessionSlot {
-        let sessions = self
-            .metrics
-            .backend_sessions
-            .get_or_create(&BackendProtocol {
-                backend: self.backend.name.clone(),
-                protocol: self.protocol.as_str().into(),
-            })
-            .clone();
+        let sessions = self.metrics.sessions(&self.backend.name, self.protocol);
         sessions.inc();
         SessionSlot {
             kick: self.kicks.register(self.backend.name.clone(), domain, user),

@@ -1,0 +1,179 @@
+//! Label sets and the vocabularies of their values: enums, never free-form strings, so a
+//! label can only take the values docs/metrics.md lists.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+
+/// Values of the `protocol` label.
+pub const PROTOCOLS: [&str; 2] = ["imap", "pop3"];
+
+/// `{backend}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    /// Backend name.
+    pub backend: String,
+}
+
+/// `{backend,state}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Backend name.
+    pub backend: String,
+    /// `up`, `degraded` or `down`.
+    pub state: &'static str,
+}
+
+/// `{backend,protocol}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendProtocol {
+    /// Backend name.
+    pub backend: String,
+    /// `imap` or `pop3`.
+    pub protocol: &'static str,
+}
+
+/// `{backend,protocol,result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabel {
+    /// Backend name (`none` when no route matched).
+    pub backend: String,
+    /// `imap` or `pop3`.
+    pub protocol: &'static str,
+    /// The outcome.
+    pub result: LoginResult,
+}
+
+/// `{backend,reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabel {
+    /// Backend name.
+    pub backend: String,
+    /// Why (`down`, `drained`, `over_budget`, ...): `RefusalReason::as_str`.
+    pub reason: &'static str,
+}
+
+/// `{listener}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// `imap`, `imaps`, `pop3`, `pop3s`.
+    pub listener: &'static str,
+}
+
+/// `{backend,direction}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabel {
+    /// Backend name.
+    pub backend: String,
+    /// Which way.
+    pub direction: Direction,
+}
+
+/// `{result}` of reloads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    /// `success` or `failure`.
+    pub result: ReloadResult,
+}
+
+/// `{kind}` of routing entries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `domain`, `wildcard`, `user`, `default`.
+    pub kind: &'static str,
+}
+
+macro_rules! label_value {
+    ($t:ty) => {
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// The `result` label of `mailgate_logins_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginResult {
+    /// The backend accepted the login.
+    Ok,
+    /// The backend refused the credentials.
+    Rejected,
+    /// The backend refused for now (`NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`, `[IN-USE]`, ...).
+    TempFailure,
+    /// No verdict: the backend could not be reached, timed out or broke the protocol.
+    BackendError,
+    /// mailgate did not admit the login (down, drained, over budget).
+    Unavailable,
+    /// No backend for the login's domain.
+    NoRoute,
+}
+
+impl LoginResult {
+    /// Every value.
+    pub const ALL: [LoginResult; 6] = [
+        LoginResult::Ok,
+        LoginResult::Rejected,
+        LoginResult::TempFailure,
+        LoginResult::BackendError,
+        LoginResult::Unavailable,
+        LoginResult::NoRoute,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginResult::Ok => "ok",
+            LoginResult::Rejected => "rejected",
+            LoginResult::TempFailure => "temp_failure",
+            LoginResult::BackendError => "backend_error",
+            LoginResult::Unavailable => "unavailable",
+            LoginResult::NoRoute => "no_route",
+        }
+    }
+}
+label_value!(LoginResult);
+
+/// The `direction` label of `mailgate_bytes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → backend.
+    ClientToBackend,
+    /// Backend → client.
+    BackendToClient,
+}
+
+impl Direction {
+    /// Both directions.
+    pub const ALL: [Direction; 2] = [Direction::ClientToBackend, Direction::BackendToClient];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ClientToBackend => "client_to_backend",
+            Direction::BackendToClient => "backend_to_client",
+        }
+    }
+}
+label_value!(Direction);
+
+/// The `result` label of `mailgate_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReloadResult {
+    /// The new configuration is in force.
+    Success,
+    /// Nothing changed; the error was logged.
+    Failure,
+}
+
+impl ReloadResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Failure => "failure",
+        }
+    }
+}
+label_value!(ReloadResult);
