@@ -198,6 +198,8 @@ class Dovecot:
             f'login_greeting = Dovecot backend {self.name} ready.',
             # Unquoted keys on purpose: the fully quoted form silently yields "ID NIL".
             f'imap_id_send = name * version * x-backend "{self.name}"',
+            # Log every ID a client (mailgate) sends: "ID sent: name=..., x-...=...".
+            "imap_id_log = *",
             "mail_location = maildir:~/Maildir",
             "passdb {",
             "  driver = passwd-file",
