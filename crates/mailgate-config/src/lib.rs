@@ -4,8 +4,8 @@
 //! - [`RoutingTable`]: the immutable snapshot of `routing.yaml`; [`RoutingTable::lookup`]
 //!   routes a login (user override → domain → longest wildcard → default).
 //! - [`RoutingDiff`]: what moves between two tables.
-//! - [`Routing`]: the live table behind an `ArcSwap`, reloaded atomically; [`watch`] calls
-//!   back when the file's directory changes.
+//! - [`watch`]: calls back when the routing file's directory changes (the server's one
+//!   reloader parses, validates, diffs and swaps).
 //!
 //! No sockets, no async runtime: the server drives reloads from its blocking pool.
 #![forbid(unsafe_code)]
@@ -18,7 +18,6 @@ mod duration;
 pub mod fuzzing;
 mod lookup;
 pub mod normalize;
-mod reload;
 mod schema;
 mod table;
 mod validate;
@@ -31,7 +30,6 @@ pub use config::{
 pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{BackendChange, Move, RoutingDiff};
 pub use lookup::{Route, RouteRule, RoutedLogin};
-pub use reload::{ReloadReport, Routing};
 pub use mailgate_proto::Secret;
 pub use table::{Backend, BackendTls, ForwardClient, Loaded, Probe, RouteCounts, RoutingTable};
 pub use watch::{DEBOUNCE, WatchError, Watcher, watch, watch_with};

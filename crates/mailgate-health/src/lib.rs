@@ -4,7 +4,7 @@
 //! See docs/health.md for the model and the operator's view.
 #![forbid(unsafe_code)]
 
-pub mod admission;
+pub mod budget;
 pub mod conversation;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -16,7 +16,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod view;
 
-pub use admission::{LoginPermit, Refusal, RefusalReason, SessionGuard};
+pub use budget::{LoginPermit, Refusal, RefusalReason, SessionGuard};
 pub use conversation::{BoxStream, ProbeStream, after_login, logout};
 pub use kick::{
     Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,

@@ -211,5 +211,5 @@ impl HealthView {
 }
 
 #[cfg(test)]
-#[path = "admission_tests.rs"]
+#[path = "budget_tests.rs"]
 mod tests;
