@@ -1,7 +1,8 @@
 """Passwords, SASL payloads and raw pre-auth lines never reach mailgate's output, even at
 trace level: logins of every form (IMAP LOGIN and AUTHENTICATE PLAIN, POP3 USER/PASS and
 AUTH PLAIN), right and wrong passwords, unknown domains and the login probes run, then the
-whole log is searched for each secret and its base64 form."""
+whole log is searched for each secret, its base64 form and its bytes as a decimal list (what a
+derived `Debug` of a buffer prints); and a log that is not a terminal has no ANSI codes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import imaplib
 import os
 import poplib
+import re
 import time
 
 from layout import PASSWORD, PROBE_PASSWORD
@@ -72,3 +74,12 @@ def test_no_password_or_sasl_payload_in_trace_logs(mailgate_factory, monkeypatch
     for secret in (WRONG, PROBE_PASSWORD, plain_ok, plain_bad,
                    _b64(f"\0bob@example.org\0{PASSWORD}"), f'"{PASSWORD}"', f" {PASSWORD}\r"):
         assert secret not in out, f"secret {secret!r} found in mailgate's log"
+    # A derived `Debug` of a byte buffer prints it as decimal numbers, which the greps above
+    # never find: no secret's bytes as consecutive numbers, in any layout.
+    numbers = [int(n) for n in re.findall(r"\d+", out)]
+    for secret in (WRONG, PASSWORD, PROBE_PASSWORD):
+        want = list(secret.encode())
+        hits = [i for i in range(len(numbers) - len(want) + 1)
+                if numbers[i] == want[0] and numbers[i:i + len(want)] == want]
+        assert not hits, f"secret {secret!r} found as a byte list in mailgate's log"
+    assert "\x1b" not in out, "ANSI escape codes in a log that is not a terminal"
