@@ -234,6 +234,24 @@ pub struct LimitsConfig {
     /// that the two cannot be told apart).
     #[serde(with = "crate::duration")]
     pub auth_failure_delay: Duration,
+    /// A spliced session whose writes make no progress for this long (the peer does not
+    /// read while the other side has data) is closed. IMAP IDLE writes nothing, and a slow
+    /// link makes progress, so neither is affected.
+    #[serde(with = "crate::duration")]
+    pub splice_write_stall: Duration,
+    /// Most client connections at once (every listener); 0 = only the fd limit. Over it:
+    /// `* BYE [UNAVAILABLE]` / `-ERR [SYS/TEMP]` and close.
+    pub max_connections: u32,
+    /// Most TLS handshakes with clients at once (implicit TLS and STARTTLS); 0 = unlimited.
+    pub max_tls_handshakes: u32,
+    /// Most sessions before login at once; 0 = unlimited.
+    pub max_preauth_sessions: u32,
+    /// Per-IP limits count IPv6 clients by this prefix length (an attacker's /64 is one
+    /// address); IPv4 clients by their address.
+    pub ipv6_prefix: u8,
+    /// Failed logins of one user (from any address) within `auth_failure_window` before
+    /// that user's logins are held back (password spraying); 0 = off.
+    pub max_auth_failures_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -255,6 +273,12 @@ impl Default for LimitsConfig {
             max_auth_failures_per_ip: 10,
             auth_failure_window: Duration::from_secs(60),
             auth_failure_delay: Duration::from_secs(2),
+            splice_write_stall: Duration::from_secs(300),
+            max_connections: 0,
+            max_tls_handshakes: 256,
+            max_preauth_sessions: 0,
+            ipv6_prefix: 64,
+            max_auth_failures_per_user: 20,
         }
     }
 }
@@ -354,6 +378,9 @@ impl Config {
         if m.max_line < 512 {
             err("limits.max_line", "must be at least 512 bytes");
         }
+        if m.ipv6_prefix == 0 || m.ipv6_prefix > 128 {
+            err("limits.ipv6_prefix", "must be between 1 and 128");
+        }
         if m.max_bad_commands == 0 {
             err("limits.max_bad_commands", "must be at least 1");
         }
@@ -370,6 +397,7 @@ impl Config {
             ("limits.backend_write_timeout", m.backend_write_timeout),
             ("limits.backend_login_timeout", m.backend_login_timeout),
             ("limits.idle_timeout", m.idle_timeout),
+            ("limits.splice_write_stall", m.splice_write_stall),
         ] {
             if d.is_zero() {
                 err(key, "must be more than 0");

@@ -12,6 +12,8 @@ pub const DEFAULT_UNAVAILABLE: &str = "Mail server temporarily unavailable, plea
 pub enum ConnectionRefusal {
     /// `limits.max_sessions_per_ip` reached for the client's address.
     TooManyFromAddress,
+    /// A process-wide cap (connections, sessions before login) is reached.
+    ServerBusy,
 }
 
 /// The one line sent before closing a refused connection: IMAP `* BYE [UNAVAILABLE]`,
@@ -23,6 +25,12 @@ pub fn connection_refused(protocol: Protocol, why: ConnectionRefusal) -> &'stati
         }
         (Protocol::Pop3, ConnectionRefusal::TooManyFromAddress) => {
             b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
+        }
+        (Protocol::Imap, ConnectionRefusal::ServerBusy) => {
+            b"* BYE [UNAVAILABLE] Server busy, please try again later\r\n"
+        }
+        (Protocol::Pop3, ConnectionRefusal::ServerBusy) => {
+            b"-ERR [SYS/TEMP] Server busy, please try again later\r\n"
         }
     }
 }

@@ -1,22 +1,48 @@
-//! Limits per client address: concurrent sessions (`limits.max_sessions_per_ip`, counted
-//! with RAII guards) and failed logins (`limits.max_auth_failures_per_ip`, back-off). Keys
-//! are created by traffic, so entries are removed when they reach zero or expire.
+//! Limits on what clients may hold: per address (concurrent sessions, failed-login back-off,
+//! IPv6 clients counted by their /64 or a configured prefix), per user across addresses
+//! (password spraying), and for the whole process (connections, TLS handshakes, sessions
+//! before login). Every counted resource is an RAII guard. Keys are created by traffic, so
+//! entries are removed when they reach zero or expire.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use mailgate_config::LimitsConfig;
 
-/// Counts concurrent sessions per client IP.
+/// File descriptors kept free for the admin listener, backend dials, probes, DNS and logs
+/// when the connection cap is derived from the process's fd limit.
+pub const FD_RESERVE: u64 = 256;
+
+/// The key per-address limits count by: the address itself for IPv4 (and IPv4-mapped
+/// IPv6), the first `prefix` bits for IPv6.
+pub fn client_key(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(prefix.min(128));
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
+/// Counts concurrent sessions per client key.
 #[derive(Debug)]
 pub struct PerIp {
     max: u32,
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
-/// One counted session of an IP; released on drop.
+/// One counted session of an address; released on drop.
 #[derive(Debug)]
 pub struct IpGuard<'a> {
     owner: &'a PerIp,
@@ -38,16 +64,18 @@ impl PerIp {
         }
     }
 
-    /// Count a session of `ip`, or `None` when it is at its limit.
-    pub fn acquire(&self, ip: IpAddr) -> Option<IpGuard<'_>> {
-        let ip = ip.to_canonical();
+    /// Count a session of `key`, or `None` when it is at its limit.
+    pub fn acquire(&self, key: IpAddr) -> Option<IpGuard<'_>> {
         let mut counts = self.lock();
-        let n = counts.entry(ip).or_insert(0);
+        let n = counts.entry(key).or_insert(0);
         if self.max != 0 && *n >= self.max {
             return None;
         }
         *n += 1;
-        Some(IpGuard { owner: self, ip })
+        Some(IpGuard {
+            owner: self,
+            ip: key,
+        })
     }
 }
 
@@ -63,19 +91,19 @@ impl Drop for IpGuard<'_> {
     }
 }
 
-/// Failed logins per client IP within a window, for back-off (`max_auth_failures_per_ip`).
+/// Failed logins per key (an address, or a user) within a window, for back-off.
 #[derive(Debug)]
-pub struct AuthFailures {
+pub struct AuthFailures<K: Hash + Eq> {
     max: u32,
     window: Duration,
     base_delay: Duration,
-    map: DashMap<IpAddr, (u32, tokio::time::Instant)>,
+    map: DashMap<K, (u32, tokio::time::Instant)>,
 }
 
-/// Longest back-off before a login from an address with many failures is processed.
+/// Longest back-off before a login with many failures behind it is processed.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
-impl AuthFailures {
+impl<K: Hash + Eq + Clone> AuthFailures<K> {
     pub(crate) fn new(max: u32, window: Duration, base_delay: Duration) -> Self {
         AuthFailures {
             max,
@@ -85,26 +113,26 @@ impl AuthFailures {
         }
     }
 
-    /// Count a failed login of `ip`.
-    pub fn record(&self, ip: IpAddr) {
+    /// Count a failed login of `key`.
+    pub fn record(&self, key: K) {
         if self.max == 0 {
             return;
         }
         let now = tokio::time::Instant::now();
-        let mut e = self.map.entry(ip.to_canonical()).or_insert((0, now));
+        let mut e = self.map.entry(key).or_insert((0, now));
         if now.duration_since(e.1) > self.window {
             *e = (0, now);
         }
         e.0 = e.0.saturating_add(1);
     }
 
-    /// How long to hold a new login of `ip` before processing it: zero below the limit,
+    /// How long to hold a new login of `key` before processing it: zero below the limit,
     /// then doubling per further failure, at most 15 s.
-    pub fn backoff(&self, ip: IpAddr) -> Duration {
+    pub fn backoff(&self, key: &K) -> Duration {
         if self.max == 0 {
             return Duration::ZERO;
         }
-        let Some(e) = self.map.get(&ip.to_canonical()) else {
+        let Some(e) = self.map.get(key) else {
             return Duration::ZERO;
         };
         if e.1.elapsed() > self.window || e.0 < self.max {
@@ -122,93 +150,131 @@ impl AuthFailures {
     }
 }
 
-/// Both per-address limits, as sessions use them.
+/// A process-wide count with a cap (0 = none).
+#[derive(Debug)]
+struct Cap {
+    max: u32,
+    now: AtomicU32,
+}
+
+impl Cap {
+    fn new(max: u32) -> Self {
+        Cap {
+            max,
+            now: AtomicU32::new(0),
+        }
+    }
+
+    fn take(&self) -> Option<CapGuard<'_>> {
+        let n = self.now.fetch_add(1, Ordering::AcqRel);
+        if self.max != 0 && n >= self.max {
+            self.now.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(CapGuard(self))
+    }
+}
+
+/// One unit of a process-wide cap; released on drop.
+#[derive(Debug)]
+pub struct CapGuard<'a>(&'a Cap);
+
+impl Drop for CapGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Every client limit, as sessions use them.
 #[derive(Debug)]
 pub struct ClientLimits {
+    prefix: u8,
     sessions: PerIp,
-    failures: AuthFailures,
+    failures: AuthFailures<IpAddr>,
+    user_failures: AuthFailures<String>,
+    connections: Cap,
+    handshakes: Cap,
+    preauth: Cap,
 }
 
 impl ClientLimits {
-    /// The limits of `limits:` in mailgate.yaml.
-    pub fn new(l: &mailgate_config::LimitsConfig) -> Self {
+    /// The limits of `limits:` in mailgate.yaml. With `fd_limit` (the process's open-file
+    /// limit) the connection cap is also kept below it, [`FD_RESERVE`] descriptors and two
+    /// per session (client and backend) considered, so that at the cap the admin listener,
+    /// probes and backend dials still get descriptors.
+    pub fn new(l: &LimitsConfig, fd_limit: Option<u64>) -> Self {
+        let by_fds =
+            fd_limit.map(|n| (n.saturating_sub(FD_RESERVE) / 2).min(u64::from(u32::MAX)) as u32);
+        let connections = match (l.max_connections, by_fds) {
+            (0, Some(f)) => f.max(1),
+            (c, Some(f)) => c.min(f.max(1)),
+            (c, None) => c,
+        };
         ClientLimits {
+            prefix: l.ipv6_prefix,
             sessions: PerIp::new(l.max_sessions_per_ip),
             failures: AuthFailures::new(
                 l.max_auth_failures_per_ip,
                 l.auth_failure_window,
                 l.auth_failure_delay,
             ),
+            user_failures: AuthFailures::new(
+                l.max_auth_failures_per_user,
+                l.auth_failure_window,
+                l.auth_failure_delay,
+            ),
+            connections: Cap::new(connections),
+            handshakes: Cap::new(l.max_tls_handshakes),
+            preauth: Cap::new(l.max_preauth_sessions),
         }
     }
 
-    /// Count a session of `ip`; `None` over `max_sessions_per_ip`.
+    /// The connection cap in force (0 = none).
+    pub fn max_connections(&self) -> u32 {
+        self.connections.max
+    }
+
+    /// A connection, under `max_connections`.
+    pub fn connection(&self) -> Option<CapGuard<'_>> {
+        self.connections.take()
+    }
+
+    /// A session before login, under `max_preauth_sessions`.
+    pub fn preauth(&self) -> Option<CapGuard<'_>> {
+        self.preauth.take()
+    }
+
+    /// A TLS handshake in progress, under `max_tls_handshakes`.
+    pub fn handshake(&self) -> Option<CapGuard<'_>> {
+        self.handshakes.take()
+    }
+
+    /// Count a session of `ip` (by its key); `None` over `max_sessions_per_ip`.
     pub fn admit(&self, ip: IpAddr) -> Option<IpGuard<'_>> {
-        self.sessions.acquire(ip)
+        self.sessions.acquire(client_key(ip, self.prefix))
     }
 
-    /// Count a failed login of `ip`.
-    pub fn failed_login(&self, ip: IpAddr) {
-        self.failures.record(ip)
+    /// Count a failed login of `user` from `ip`.
+    pub fn failed_login(&self, ip: IpAddr, user: &str) {
+        self.failures.record(client_key(ip, self.prefix));
+        self.user_failures.record(user.to_string());
     }
 
-    /// How long to hold a new login of `ip` back.
-    pub fn backoff(&self, ip: IpAddr) -> Duration {
-        self.failures.backoff(ip)
+    /// How long to hold a new login of `user` from `ip` back: the longer of the address's
+    /// and the user's back-off.
+    pub fn backoff(&self, ip: IpAddr, user: &str) -> Duration {
+        let by_ip = self.failures.backoff(&client_key(ip, self.prefix));
+        let by_user = self.user_failures.backoff(&user.to_string());
+        by_ip.max(by_user)
     }
 
     /// Forget expired failure windows.
     pub fn prune(&self) {
-        self.failures.prune()
+        self.failures.prune();
+        self.user_failures.prune();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_ip_guards_count_and_release() {
-        let limits = PerIp::new(2);
-        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
-        let a = limits.acquire(ip).expect("first");
-        let _b = limits
-            .acquire(mapped)
-            .expect("second (same address, v4-mapped)");
-        assert!(limits.acquire(ip).is_none(), "third is over the limit");
-        assert!(limits.acquire("192.0.2.2".parse().expect("ip")).is_some());
-        drop(a);
-        assert!(limits.acquire(ip).is_some(), "released on drop");
-        assert!(PerIp::new(0).acquire(ip).is_some(), "0 = unlimited");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn back_off_grows_after_the_limit_and_expires_with_the_window() {
-        let f = AuthFailures::new(3, Duration::from_secs(60), Duration::from_secs(2));
-        let ip: IpAddr = "198.51.100.7".parse().expect("ip");
-        for _ in 0..2 {
-            f.record(ip);
-        }
-        assert_eq!(f.backoff(ip), Duration::ZERO, "below the limit");
-        f.record(ip);
-        assert_eq!(f.backoff(ip), Duration::from_secs(2));
-        f.record(ip);
-        assert_eq!(f.backoff(ip), Duration::from_secs(4));
-        for _ in 0..10 {
-            f.record(ip);
-        }
-        assert_eq!(f.backoff(ip), MAX_BACKOFF, "capped");
-        assert_eq!(
-            f.backoff("198.51.100.8".parse().expect("ip")),
-            Duration::ZERO
-        );
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(f.backoff(ip), Duration::ZERO, "window over");
-        f.prune();
-        assert!(f.map.is_empty(), "expired entries pruned");
-        let off = AuthFailures::new(0, Duration::from_secs(60), Duration::from_secs(2));
-        off.record(ip);
-        assert_eq!(off.backoff(ip), Duration::ZERO, "0 = off");
-    }
-}
+#[path = "client_limits_tests.rs"]
+mod tests;

@@ -47,6 +47,11 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         Some(t) => Some(proxy::load_tls(t).context("tls")?),
         None => None,
     };
+    // Every session holds two descriptors: take the hard open-file limit; the connection
+    // cap keeps a reserve below it (limits.max_connections).
+    if let Ok(n) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(open_files = n, "open-file limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -103,7 +103,7 @@ impl Proxy {
         let sessions = Arc::new(SessionContext::new(
             runtime.clone(),
             Admission::new(health.clone(), kicks.clone(), groups.logins.clone()),
-            ClientLimits::new(&config.limits),
+            ClientLimits::new(&config.limits, fd_limit()),
             backends.clone(),
             groups.sessions.clone(),
             lifecycle.clone(),
@@ -199,6 +199,14 @@ impl Proxy {
             self.lifecycle.force_token(),
         ))
     }
+}
+
+/// The process's open-file limit (the connection cap keeps below it).
+fn fd_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|n| *n != rlimit::INFINITY)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

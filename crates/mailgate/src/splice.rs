@@ -66,6 +66,8 @@ pub enum SpliceEnd {
     Idle,
     /// A read or write failed (reset, broken pipe, TLS error).
     Error(io::Error),
+    /// A write made no progress for the write-stall limit: the peer does not read.
+    WriteStalled,
 }
 
 /// One direction of the splice. `Debug` shows counts, never the bytes in flight.
@@ -80,6 +82,8 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
+    /// Since when a write of buffered bytes has made no progress.
+    stalled_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Half {
@@ -123,7 +127,14 @@ impl Half {
             }
             if let Some(buf) = &self.buf {
                 if self.start < self.end {
-                    let n = ready!(Pin::new(&mut *dst).poll_write(cx, &buf[self.start..self.end]))?;
+                    let n = match Pin::new(&mut *dst).poll_write(cx, &buf[self.start..self.end]) {
+                        Poll::Ready(r) => r?,
+                        Poll::Pending => {
+                            self.stalled_since.get_or_insert_with(Instant::now);
+                            return Poll::Pending;
+                        }
+                    };
+                    self.stalled_since = None;
                     if n == 0 {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                     }
@@ -198,6 +209,8 @@ pub struct Splice {
     boundary: Option<ResponseBoundary>,
     /// When the client's side ended (the linger runs from here).
     client_done_at: Option<Instant>,
+    /// Longest a write may make no progress.
+    write_stall: Duration,
 }
 
 impl Splice {
@@ -228,7 +241,24 @@ impl Splice {
             activity: None,
             boundary: None,
             client_done_at: None,
+            write_stall: Duration::MAX,
         }
+    }
+
+    /// Close the session when a write makes no progress for `limit` (the peer does not
+    /// read while the other side has data).
+    pub fn with_write_stall(mut self, limit: Duration) -> Self {
+        self.write_stall = limit;
+        self
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        let since = match (self.up.stalled_since, self.down.stalled_since) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        since.checked_add(self.write_stall)
     }
 
     /// Track IMAP response boundaries in what the backend sends (for [`Splice::goodbye`]).
@@ -340,10 +370,16 @@ impl Future for Splice {
             }
             (Poll::Pending, Poll::Pending) => {}
         }
+        if this.stall_deadline().is_some_and(|d| now >= d) {
+            return Poll::Ready(SpliceEnd::WriteStalled);
+        }
         loop {
             let mut deadline = this.last_activity + this.idle;
             if let Some(since) = this.client_done_at {
                 deadline = deadline.min(since + HALF_CLOSE_LINGER);
+            }
+            if let Some(stall) = this.stall_deadline() {
+                deadline = deadline.min(stall);
             }
             if this.timer.deadline() != deadline {
                 this.timer.as_mut().reset(deadline);
@@ -351,6 +387,9 @@ impl Future for Splice {
             match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) if Instant::now() >= this.last_activity + this.idle => {
                     return Poll::Ready(SpliceEnd::Idle);
+                }
+                Poll::Ready(()) if this.stall_deadline().is_some_and(|d| Instant::now() >= d) => {
+                    return Poll::Ready(SpliceEnd::WriteStalled);
                 }
                 Poll::Ready(())
                     if this

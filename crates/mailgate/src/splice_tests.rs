@@ -182,3 +182,36 @@ async fn idle_limit_ends_the_splice() {
     let end = splice.await;
     assert!(matches!(end, SpliceEnd::Idle));
 }
+
+/// A client that stops reading while the backend has data is cut at the write-stall limit;
+/// an idle session (IMAP IDLE) writes nothing and is never "stalled".
+#[tokio::test]
+async fn a_peer_that_does_not_read_is_cut_at_the_write_stall_limit() {
+    let (_client, client_side) = pair().await;
+    let (backend_side, mut backend) = pair().await;
+    let task = tokio::spawn(
+        Splice::new(
+            Conn::Plain(client_side),
+            Conn::Plain(backend_side),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(600),
+        )
+        .with_write_stall(Duration::from_millis(300)),
+    );
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        // Far more than the socket buffers hold; the client never reads.
+        for _ in 0..512 {
+            if backend.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let end = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("ended by itself")
+        .expect("join");
+    assert!(matches!(end, SpliceEnd::WriteStalled), "{end:?}");
+    writer.abort();
+}

@@ -162,7 +162,8 @@ async fn start(imap_backend: SocketAddr, pop3_backend: SocketAddr) -> Running {
     let config = "listen:\n  imap: 127.0.0.1:0\n  pop3: 127.0.0.1:0\nrouting_file: routing.yaml\n\
                   oauth: true\nhealth:\n  interval: 60s\n  fall: 2\n  max_auto_down_share: 1.0\n\
                   limits:\n  auth_failure_delay: 0s\n  max_sessions_per_ip: 0\n  \
-                  max_auth_failures_per_ip: 0\n  max_bad_commands: 100\nshutdown_grace: 1s\n";
+                  max_auth_failures_per_ip: 0\n  max_auth_failures_per_user: 0\n  max_bad_commands: 100\n\
+                  shutdown_grace: 1s\n";
     let config = Config::parse(config, &dir.path().join("mailgate.yaml")).expect("config");
     let table = RoutingTable::parse(&routing, &routing_path).expect("routing");
     let shared = Proxy::new(config, table.table, None);

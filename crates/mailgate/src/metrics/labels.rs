@@ -177,3 +177,36 @@ impl ReloadResult {
     }
 }
 label_value!(ReloadResult);
+
+/// `{reason}` of refused connections.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnRefusedLabel {
+    /// Which limit.
+    pub reason: ConnRefusal,
+}
+
+/// Why a client connection was refused before its greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnRefusal {
+    /// `limits.max_sessions_per_ip` (by address, IPv6 by prefix).
+    PerIp,
+    /// `limits.max_connections`, or the cap derived from the open-file limit.
+    MaxConnections,
+    /// `limits.max_preauth_sessions`.
+    MaxPreauth,
+    /// `limits.max_tls_handshakes`.
+    MaxTlsHandshakes,
+}
+
+impl ConnRefusal {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnRefusal::PerIp => "per_ip",
+            ConnRefusal::MaxConnections => "max_connections",
+            ConnRefusal::MaxPreauth => "max_preauth",
+            ConnRefusal::MaxTlsHandshakes => "max_tls_handshakes",
+        }
+    }
+}
+label_value!(ConnRefusal);

@@ -40,3 +40,5 @@ pub const ROUTES: &str = "routes";
 pub const TLS_CERT_NOT_AFTER: &str = "tls_certificate_not_after_timestamp_seconds";
 /// `mailgate_log_lines_dropped_total`
 pub const LOG_LINES_DROPPED: &str = "log_lines_dropped";
+/// `mailgate_connections_refused_total`
+pub const CONNECTIONS_REFUSED: &str = "connections_refused";

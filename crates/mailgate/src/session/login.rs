@@ -13,7 +13,7 @@ use mailgate_health::PassiveSignal;
 use mailgate_proto::login::PROXY_TTL;
 use mailgate_proto::notices::DEFAULT_UNAVAILABLE;
 use mailgate_proto::{ClientAddr, ForwardInfo, LoginRequest, LoginVerdict, TempScope};
-use tokio::time::sleep;
+use tokio::time::{Instant, sleep, sleep_until};
 
 use super::Session;
 use crate::admission::Permit;
@@ -35,7 +35,10 @@ enum Attempt {
 }
 
 impl Session<'_> {
-    /// Route, admit and relay one login.
+    /// Route, admit and relay one login. Every failed login — wrong password, unknown
+    /// domain alike — is answered no earlier than `auth_failure_delay` after the command
+    /// was processed, or when the backend answered if that took longer: text and timing
+    /// then match, and an outsider cannot tell which domains are hosted.
     pub(super) async fn login(
         &mut self,
         req: LoginRequest,
@@ -43,20 +46,44 @@ impl Session<'_> {
         client_tls: Option<&'static str>,
     ) -> LoginStep {
         let ctx = self.ctx;
-        let protocol = self.kind.protocol();
-        let backoff = ctx.clients().backoff(self.peer.ip());
+        // Normalised once (lowercase, punycode, default_domain): the same form routing,
+        // kicks, back-off and the logs use.
+        let table = self.rt.routing.clone();
+        let routed = table.route_login(req.routing_user());
+        let backoff = ctx.clients().backoff(self.peer.ip(), &routed.address);
         if !backoff.is_zero() {
             tracing::debug!(
                 backoff_ms = backoff.as_millis() as u64,
-                "login held back: many failed logins from this address"
+                "login held back: many failed logins from this address or for this user"
             );
             sleep(backoff).await;
         }
-        // Normalised once (lowercase, punycode, default_domain): the same form routing,
-        // kicks and the logs use.
+        let started = Instant::now();
+        let step = self.route(req, client_id, client_tls, routed).await;
+        if matches!(
+            step,
+            LoginStep::Answer(LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed)
+        ) {
+            self.summary.logins_failed += 1;
+            let address = req_address(&step, &self.summary);
+            ctx.clients().failed_login(self.peer.ip(), &address);
+            sleep_until(started + self.rt.limits.auth_failure_delay).await;
+        }
+        step
+    }
+
+    async fn route(
+        &mut self,
+        req: LoginRequest,
+        client_id: Vec<(String, Option<String>)>,
+        client_tls: Option<&'static str>,
+        routed: mailgate_config::RoutedLogin,
+    ) -> LoginStep {
+        let ctx = self.ctx;
+        let protocol = self.kind.protocol();
         let table = self.rt.routing.clone();
-        let routed = table.route_login(req.routing_user());
         self.summary.domain = routed.domain.clone();
+        self.summary.user = Some(routed.address.clone());
         let Some(route) = routed.route else {
             // Unknown domain: the same answer (and delay) as a wrong password.
             ctx.admission()
@@ -200,6 +227,11 @@ impl Session<'_> {
             client_id,
         }
     }
+}
+
+/// The normalised login a refused step was for.
+fn req_address(_step: &LoginStep, summary: &super::Summary) -> String {
+    summary.user.clone().unwrap_or_default()
 }
 
 fn unavailable_message(backend: &Backend) -> String {

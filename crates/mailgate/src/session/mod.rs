@@ -73,6 +73,8 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct Summary {
     domain: Option<String>,
+    /// The normalised login (for back-off; never logged: the domain is).
+    user: Option<String>,
     backend: Option<String>,
     bytes_up: u64,
     bytes_down: u64,
@@ -123,7 +125,7 @@ impl Session<'_> {
         // The transport, pre-auth and login stages are boxed and freed once the session is
         // spliced, so an idle spliced session keeps only the splice's small state.
         let opened = Box::pin(self.open(tcp)).await;
-        let (conn, _ip_guard) = match opened {
+        let (conn, mut held) = match opened {
             Ok(t) => t,
             Err(outcome) => return outcome,
         };
@@ -131,6 +133,8 @@ impl Session<'_> {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
+        // Logged in: no longer counted as a session before login.
+        held.preauth = None;
         self.splice(spliced).await
     }
 

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use mailgate_proto::{FrontAction, LoginVerdict};
+use mailgate_proto::FrontAction;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 
 use super::login::LoginStep;
 use super::spliced::Spliced;
-use super::transport::handshake;
 use super::{Front, Outcome, Session};
 use crate::conn::Conn;
 
@@ -20,34 +19,33 @@ impl Session<'_> {
     pub(super) async fn preauth(&mut self, mut conn: Conn) -> Result<Spliced, Outcome> {
         let config = self.rt.front_config(self.kind);
         let mut front = Front::new(self.kind.protocol(), config, conn.is_tls());
-        if conn.write_all(&front.greeting()).await.is_err() {
-            return Err(Outcome::IoError);
-        }
+        // Every write before login is under the pre-auth deadline too: a client that sends
+        // commands but never reads the answers cannot park the session in a write.
         let deadline = Instant::now() + self.rt.limits.preauth_timeout;
+        let mut out: Vec<u8> = front.greeting();
         let mut buf = vec![0u8; 4096];
-        let mut out: Vec<u8> = Vec::new();
         loop {
             while let Some(action) = front.next_action() {
                 match action {
                     FrontAction::Send(bytes) => out.extend_from_slice(&bytes),
                     FrontAction::Close(reason) => {
-                        let _ = flush(&mut conn, &mut out).await;
+                        let _ = flush(&mut conn, &mut out, deadline).await;
                         let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;
                         self.summary.close_detail = Some(reason.as_str());
                         return Err(Outcome::Closed(reason));
                     }
                     FrontAction::StartTls => {
-                        if flush(&mut conn, &mut out).await.is_err() {
+                        if flush(&mut conn, &mut out, deadline).await.is_err() {
                             return Err(Outcome::IoError);
                         }
                         let Conn::Plain(tcp) = conn else {
                             return Err(Outcome::TlsFailed);
                         };
-                        conn = handshake(&self.rt, self.kind, tcp).await?;
+                        conn = self.handshake(tcp).await?;
                         front.tls_started();
                     }
                     FrontAction::Login(req) => {
-                        if flush(&mut conn, &mut out).await.is_err() {
+                        if flush(&mut conn, &mut out, deadline).await.is_err() {
                             return Err(Outcome::IoError);
                         }
                         let client_id = front.client_id();
@@ -75,20 +73,17 @@ impl Session<'_> {
                                 });
                             }
                             LoginStep::Answer(verdict) => {
-                                if refused_credentials(&verdict) {
-                                    // Wrong password and unknown domain look alike, delay
-                                    // included.
-                                    self.summary.logins_failed += 1;
-                                    self.ctx.clients().failed_login(self.peer.ip());
-                                    sleep(self.rt.limits.auth_failure_delay).await;
-                                }
                                 out.extend_from_slice(&front.login_result(verdict));
                             }
                         }
                     }
                 }
             }
-            if flush(&mut conn, &mut out).await.is_err() {
+            if flush(&mut conn, &mut out, deadline).await.is_err() {
+                if Instant::now() >= deadline {
+                    self.summary.close_detail = Some("client_not_reading");
+                    return Err(Outcome::PreauthTimeout);
+                }
                 return Err(Outcome::IoError);
             }
             let read = tokio::select! {
@@ -112,15 +107,6 @@ impl Session<'_> {
     }
 }
 
-/// True for the answers that carry the failed-login penalties: refused credentials and
-/// unknown domains, never the backend's own trouble.
-fn refused_credentials(verdict: &LoginVerdict) -> bool {
-    matches!(
-        verdict,
-        LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed
-    )
-}
-
 /// Resolves when the client closes its connection (or it fails) while a login is in
 /// flight; whatever it pipelines meanwhile goes to the front engine, which keeps it.
 async fn client_gone(conn: &mut Conn, front: &mut Front, buf: &mut [u8]) {
@@ -132,10 +118,17 @@ async fn client_gone(conn: &mut Conn, front: &mut Front, buf: &mut [u8]) {
     }
 }
 
-async fn flush(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Result<()> {
-    if !out.is_empty() {
-        conn.write_all(out).await?;
-        out.clear();
+/// Write what the engine queued, under the pre-auth deadline.
+async fn flush(conn: &mut Conn, out: &mut Vec<u8>, deadline: Instant) -> std::io::Result<()> {
+    let write = async {
+        if !out.is_empty() {
+            conn.write_all(out).await?;
+            out.clear();
+        }
+        conn.flush().await
+    };
+    match tokio::time::timeout_at(deadline, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }
-    conn.flush().await
 }

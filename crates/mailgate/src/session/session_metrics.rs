@@ -6,7 +6,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::endpoint::ListenerKind;
-use crate::metrics::{BytesLabel, Direction, ListenerLabel, MetricGroup, names};
+use crate::metrics::{
+    BytesLabel, ConnRefusal, ConnRefusedLabel, Direction, ListenerLabel, MetricGroup, names,
+};
 
 /// `sessions_active`, `bytes_total`, `kicks_total`.
 #[derive(Debug, Default)]
@@ -14,6 +16,7 @@ pub struct SessionMetrics {
     sessions_active: Family<ListenerLabel, Gauge>,
     bytes: Family<BytesLabel, Counter>,
     kicks: Counter,
+    refused: Family<ConnRefusedLabel, Counter>,
 }
 
 impl SessionMetrics {
@@ -42,6 +45,13 @@ impl SessionMetrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// A connection was refused before its greeting.
+    pub fn refused_connection(&self, reason: ConnRefusal) {
+        self.refused
+            .get_or_create(&ConnRefusedLabel { reason })
+            .inc();
     }
 
     /// A spliced session was closed by a kick.

@@ -50,7 +50,8 @@ impl Session<'_> {
             to_client,
             limits.idle_timeout,
         )
-        .with_activity(slot.activity());
+        .with_activity(slot.activity())
+        .with_write_stall(limits.splice_write_stall);
         if protocol == Protocol::Imap {
             splice = splice.with_imap_boundary();
         }
@@ -75,6 +76,10 @@ impl Session<'_> {
             Ended::ByItself(SpliceEnd::BackendClosed) => Outcome::BackendClosed,
             Ended::ByItself(SpliceEnd::ClientClosed) => Outcome::Spliced,
             Ended::ByItself(SpliceEnd::Error(_)) => Outcome::SpliceError,
+            Ended::ByItself(SpliceEnd::WriteStalled) => {
+                self.summary.close_detail = Some("write_stalled");
+                Outcome::SpliceError
+            }
             Ended::ByItself(SpliceEnd::Idle) => {
                 splice.goodbye(bye(SplicedEnd::Idle), write_limit).await;
                 Outcome::SpliceIdle
@@ -83,7 +88,7 @@ impl Session<'_> {
                 let quiet = ctx.admission().quiet_period();
                 match splice.until_quiet(quiet, SHUTDOWN_QUIET_MAX).await {
                     Some(SpliceEnd::BackendClosed) => Outcome::BackendClosed,
-                    Some(SpliceEnd::Error(_)) => Outcome::SpliceError,
+                    Some(SpliceEnd::Error(_) | SpliceEnd::WriteStalled) => Outcome::SpliceError,
                     Some(_) => Outcome::Spliced,
                     None => {
                         splice.goodbye(bye(SplicedEnd::Shutdown), write_limit).await;

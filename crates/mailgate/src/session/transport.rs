@@ -1,6 +1,7 @@
-//! The transport stage: the PROXY v2 header from a trusted load balancer (the real client
-//! address), the per-IP guard, and the TLS handshake — one [`handshake`] for implicit TLS
-//! and for STARTTLS / STLS.
+//! The transport stage: the process-wide caps (connections, sessions before login), the
+//! PROXY v2 header from a trusted load balancer (the real client address), the per-IP
+//! guard, and the TLS handshake — one [`Session::handshake`] for implicit TLS and for
+//! STARTTLS / STLS, under the cap on concurrent handshakes.
 
 use std::time::Duration;
 
@@ -10,18 +11,26 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::{Outcome, Session};
-use crate::client_limits::IpGuard;
+use crate::client_limits::{CapGuard, IpGuard};
 use crate::conn::Conn;
-use crate::endpoint::ListenerKind;
-use crate::runtime::Runtime;
+use crate::metrics::ConnRefusal;
+
+/// What a session holds while it is open: its place under the connection cap and the
+/// per-IP limit, and (until it is spliced) under the pre-auth cap.
+pub(super) struct Held<'a> {
+    pub(super) _connection: CapGuard<'a>,
+    pub(super) _ip: IpGuard<'a>,
+    pub(super) preauth: Option<CapGuard<'a>>,
+}
 
 impl<'a> Session<'a> {
-    /// Accepted TCP → the client's transport, counted against its address.
-    pub(super) async fn open(
-        &mut self,
-        mut tcp: TcpStream,
-    ) -> Result<(Conn, IpGuard<'a>), Outcome> {
+    /// Accepted TCP → the client's transport, counted against the caps and its address.
+    pub(super) async fn open(&mut self, mut tcp: TcpStream) -> Result<(Conn, Held<'a>), Outcome> {
         crate::net::tune(&tcp);
+        let ctx: &'a super::SessionContext = self.ctx;
+        let Some(connection) = ctx.clients().connection() else {
+            return Err(self.refuse(tcp, ConnRefusal::MaxConnections).await);
+        };
         let limits = &self.rt.limits;
         if self.rt.proxy_from.contains(&self.peer.ip().to_canonical()) {
             match timeout(
@@ -46,39 +55,66 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let ctx: &'a super::SessionContext = self.ctx;
-        let Some(guard) = ctx.clients().admit(self.peer.ip()) else {
-            let msg =
-                connection_refused(self.kind.protocol(), ConnectionRefusal::TooManyFromAddress);
-            let _ = timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
-            return Err(Outcome::PerIpLimit);
+        let Some(ip) = ctx.clients().admit(self.peer.ip()) else {
+            return Err(self.refuse(tcp, ConnRefusal::PerIp).await);
+        };
+        let Some(preauth) = ctx.clients().preauth() else {
+            return Err(self.refuse(tcp, ConnRefusal::MaxPreauth).await);
         };
         let conn = if self.kind.implicit_tls() {
-            handshake(&self.rt, self.kind, tcp).await?
+            self.handshake(tcp).await?
         } else {
             Conn::Plain(tcp)
         };
-        Ok((conn, guard))
+        Ok((
+            conn,
+            Held {
+                _connection: connection,
+                _ip: ip,
+                preauth: Some(preauth),
+            },
+        ))
     }
-}
 
-/// The TLS handshake with the client, under `limits.tls_handshake_timeout`: certificate by
-/// SNI, strict ALPN (`imap` / `pop3`). Implicit TLS and STARTTLS / STLS alike.
-pub(super) async fn handshake(
-    rt: &Runtime,
-    kind: ListenerKind,
-    tcp: TcpStream,
-) -> Result<Conn, Outcome> {
-    let Some(tls) = rt.tls.as_ref() else {
-        return Err(Outcome::TlsFailed);
-    };
-    let cfg = match kind.protocol() {
-        mailgate_proto::Protocol::Imap => tls.imap.clone(),
-        mailgate_proto::Protocol::Pop3 => tls.pop3.clone(),
-    };
-    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
-    match timeout(rt.limits.tls_handshake_timeout, Box::pin(accept)).await {
-        Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream)))),
-        _ => Err(Outcome::TlsFailed),
+    /// Refuse before the greeting: one line (`* BYE [UNAVAILABLE]` / `-ERR [SYS/TEMP]`),
+    /// written under a short deadline, then close; counted by reason.
+    async fn refuse(&mut self, mut tcp: TcpStream, why: ConnRefusal) -> Outcome {
+        self.ctx.metrics().refused_connection(why);
+        self.summary.close_detail = Some(why.as_str());
+        let notice = match why {
+            ConnRefusal::PerIp => ConnectionRefusal::TooManyFromAddress,
+            _ => ConnectionRefusal::ServerBusy,
+        };
+        // Implicit TLS: no plaintext line before the handshake, just the close.
+        if !self.kind.implicit_tls() {
+            let msg = connection_refused(self.kind.protocol(), notice);
+            let _ = timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
+        }
+        Outcome::PerIpLimit
+    }
+
+    /// The TLS handshake with the client, under `limits.tls_handshake_timeout` and the cap
+    /// on concurrent handshakes: certificate by SNI, strict ALPN (`imap` / `pop3`).
+    /// Implicit TLS and STARTTLS / STLS alike.
+    pub(super) async fn handshake(&mut self, tcp: TcpStream) -> Result<Conn, Outcome> {
+        let Some(tls) = self.rt.tls.clone() else {
+            return Err(Outcome::TlsFailed);
+        };
+        let Some(_slot) = self.ctx.clients().handshake() else {
+            self.ctx
+                .metrics()
+                .refused_connection(ConnRefusal::MaxTlsHandshakes);
+            self.summary.close_detail = Some(ConnRefusal::MaxTlsHandshakes.as_str());
+            return Err(Outcome::TlsFailed);
+        };
+        let cfg = match self.kind.protocol() {
+            mailgate_proto::Protocol::Imap => tls.imap.clone(),
+            mailgate_proto::Protocol::Pop3 => tls.pop3.clone(),
+        };
+        let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
+        match timeout(self.rt.limits.tls_handshake_timeout, Box::pin(accept)).await {
+            Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream)))),
+            _ => Err(Outcome::TlsFailed),
+        }
     }
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use mailgate::listener::ListenerKind;
 use mailgate::proxy::{self, Listeners};
-use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode};
-use mailgate_health::BackendStatus;
 use mailgate_config::{Config, RoutingTable};
+use mailgate_health::BackendStatus;
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
