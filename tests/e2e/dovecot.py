@@ -142,6 +142,8 @@ class Dovecot:
     host: str = LOOPBACK
     # The plain IMAP and POP3 listeners require a PROXY protocol header (from loopback).
     haproxy: bool = False
+    # Dovecot's own delay before answering a failed login ("0": none; its default is 2s).
+    auth_failure_delay: str = "0"
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -191,7 +193,7 @@ class Dovecot:
             "first_valid_uid = 1",
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
-            "auth_failure_delay = 0",
+            f"auth_failure_delay = {self.auth_failure_delay}",
             "mail_max_userip_connections = 10000",
             "login_trusted_networks = 127.0.0.0/8 ::1/128",
             *(["haproxy_trusted_networks = 127.0.0.0/8 ::1/128"] if self.haproxy else []),

@@ -145,7 +145,7 @@ impl Default for HealthConfig {
 }
 
 /// `admin:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer token for mutating endpoints (relative to the config file); none: they are off.
@@ -153,6 +153,13 @@ pub struct AdminConfig {
     /// Show backend host names/ports on the public status page.
     #[serde(default)]
     pub show_addresses: bool,
+    /// Offer the status page's "check my domain" form (it tells anyone whether a domain is
+    /// served here; turn it off to keep the hosted domains private).
+    #[serde(default = "yes")]
+    pub domain_check: bool,
+    /// Domain checks one client address may make per minute; more get `429`.
+    #[serde(default = "thirty")]
+    pub domain_checks_per_minute: u32,
 }
 
 /// Log output format.
@@ -291,6 +298,20 @@ fn d5s() -> Duration {
 }
 fn d30s() -> Duration {
     Duration::from_secs(30)
+}
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token_file: None,
+            show_addresses: false,
+            domain_check: true,
+            domain_checks_per_minute: 30,
+        }
+    }
+}
+
+fn thirty() -> u32 {
+    30
 }
 fn yes() -> bool {
     true

@@ -181,6 +181,8 @@ impl Proxy {
             gauges: self.groups.gauges.clone(),
             lifecycle: self.lifecycle.clone(),
             show_addresses: self.config.admin.show_addresses,
+            domain_check: self.config.admin.domain_check,
+            domain_checks_per_minute: self.config.admin.domain_checks_per_minute,
             token_configured: self.config.admin.token_file.is_some(),
         }
     }

@@ -83,6 +83,10 @@ pub struct AdminContext {
     pub lifecycle: Arc<Lifecycle>,
     /// `admin.show_addresses`.
     pub show_addresses: bool,
+    /// `admin.domain_check`.
+    pub domain_check: bool,
+    /// `admin.domain_checks_per_minute`.
+    pub domain_checks_per_minute: u32,
     /// `admin.token_file` is set.
     pub token_configured: bool,
 }
@@ -134,6 +138,7 @@ pub fn start(ctx: AdminContext, bound: AdminListeners) -> AdminHandle {
         ctx,
         tokens: bound.tokens.clone(),
         ready: AtomicBool::new(false),
+        domain_checks: routes::DomainChecks::default(),
     });
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();

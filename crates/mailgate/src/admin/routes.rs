@@ -43,6 +43,31 @@ pub struct AdminState {
     pub tokens: Arc<TokenStore>,
     /// Set once the proxy's listeners are bound and the admin server runs.
     pub ready: AtomicBool,
+    /// Domain checks per client address in the current minute.
+    pub domain_checks: DomainChecks,
+}
+
+/// Counts the status page's domain checks per client address, per minute.
+#[derive(Debug, Default)]
+pub struct DomainChecks {
+    map: dashmap::DashMap<std::net::IpAddr, (u32, std::time::Instant)>,
+}
+
+impl DomainChecks {
+    /// Count a check by `ip`; false once it made `per_minute` in the current minute.
+    pub fn allow(&self, ip: std::net::IpAddr, per_minute: u32) -> bool {
+        let now = std::time::Instant::now();
+        if self.map.len() > 100_000 {
+            self.map
+                .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        let mut e = self.map.entry(ip.to_canonical()).or_insert((0, now));
+        if now.duration_since(e.1) >= Duration::from_secs(60) {
+            *e = (0, now);
+        }
+        e.0 = e.0.saturating_add(1);
+        e.0 <= per_minute
+    }
 }
 
 impl AdminState {
@@ -80,7 +105,7 @@ pub async fn handle(
     let read = method == Method::GET || method == Method::HEAD;
     if surface == Surface::Public {
         return Ok(match path.as_str() {
-            "/" if read => page(&state, &req),
+            "/" if read => page(&state, &req, peer),
             "/" => http::method_not_allowed("GET, HEAD"),
             _ => http::error(StatusCode::NOT_FOUND, "not found"),
         });
@@ -94,7 +119,7 @@ pub async fn handle(
         "/healthz" if read => http::text(StatusCode::OK, "ok\n"),
         "/readyz" if read => readyz(&state),
         "/status" if read => status(&state),
-        "/" if read => page(&state, &req),
+        "/" if read => page(&state, &req, peer),
         "/metrics" | "/healthz" | "/readyz" | "/status" | "/" => {
             http::method_not_allowed("GET, HEAD")
         }
@@ -190,15 +215,27 @@ fn status(state: &AdminState) -> Resp {
     )
 }
 
-fn page(state: &AdminState, req: &Request<Incoming>) -> Resp {
+fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
     let pairs = http::query_pairs(req.uri().query());
+    let domain = http::query_get(&pairs, "domain").filter(|_| state.ctx.domain_check);
+    if domain.is_some_and(|d| !d.trim().is_empty())
+        && !state
+            .domain_checks
+            .allow(peer.ip(), state.ctx.domain_checks_per_minute)
+    {
+        return http::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many domain checks from your address; try again in a minute",
+        );
+    }
     let statuses = state.ctx.health.snapshot();
     let table = state.ctx.runtime.snapshot().routing.clone();
     let body = status_page::render(&status_page::PageInput {
         statuses: &statuses,
         table: &table,
-        domain: http::query_get(&pairs, "domain"),
+        domain,
         show_addresses: state.ctx.show_addresses,
+        domain_check: state.ctx.domain_check,
         refresh_secs: PAGE_REFRESH_SECS,
         now: SystemTime::now(),
     });
@@ -370,6 +407,20 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_checks_are_limited_per_address_and_minute() {
+        let c = DomainChecks::default();
+        let a: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        let b: std::net::IpAddr = "203.0.113.2".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(c.allow(a, 3));
+        }
+        assert!(!c.allow(a, 3), "the 4th within a minute is refused");
+        assert!(c.allow(b, 3), "another address is not affected");
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.1".parse().expect("ip");
+        assert!(!c.allow(mapped, 3), "v4-mapped is the same address");
+    }
 
     #[test]
     fn drain_paths() {

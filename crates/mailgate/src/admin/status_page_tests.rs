@@ -17,6 +17,7 @@ fn page_with(t: &RoutingTable, statuses: &[BackendStatus], domain: Option<&str>)
         table: t,
         domain,
         show_addresses: false,
+        domain_check: true,
         refresh_secs: 30,
         now: SystemTime::now(),
     })
@@ -95,6 +96,7 @@ fn addresses_only_when_configured() {
         table: &t,
         domain: None,
         show_addresses: true,
+        domain_check: true,
         refresh_secs: 0,
         now: SystemTime::now(),
     });
