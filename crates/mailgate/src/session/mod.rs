@@ -100,7 +100,9 @@ struct Session<'a> {
 /// Serve one accepted connection until it closes.
 pub async fn run(ctx: Arc<SessionContext>, kind: ListenerKind, tcp: TcpStream, peer: SocketAddr) {
     let id = ctx.lifecycle().next_session_id();
-    let span = tracing::info_span!("conn", listener = kind.name(), peer = %peer, id);
+    // The id as backends see it (x-session-id, XCLIENT SESSION=, PROXY v2 unique id), so
+    // mailgate's and the backend's log lines correlate.
+    let span = tracing::info_span!("conn", listener = kind.name(), peer = %peer, id = %format_args!("mg-{id:x}"));
     async move {
         let started = Instant::now();
         let _active = ctx.metrics().session_opened(kind);
