@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use crate::diag::{self, ConfigErrors, Diagnostic};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
-use mailgate_proto::Secret;
 use crate::table::{Backend, BackendTls, Entry, ForwardClient, Loaded, Probe, RoutingTable, fnv1a};
+use mailgate_proto::Secret;
 
 struct Ctx<'a> {
     path: &'a Path,

@@ -253,7 +253,10 @@ fn id_values_that_cannot_be_quoted_or_are_too_long_are_dropped() {
     assert!(!line.contains("x-forward-a"), "{line}");
     assert!(!line.contains("\"name\""), "{line}");
     assert!(!line.contains("\"version\""), "{line}");
-    assert!(line.contains(&format!("\"os\" \"{}\"", &long[..1024])), "{line}");
+    assert!(
+        line.contains(&format!("\"os\" \"{}\"", &long[..1024])),
+        "{line}"
+    );
 }
 
 #[test]

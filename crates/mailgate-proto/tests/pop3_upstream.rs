@@ -314,10 +314,7 @@ const XCLIENT: &str = "XCLIENT ADDR=2001:db8::44 PORT=50123 DESTADDR=192.0.2.1 D
 fn xclient_from_greeting_code() {
     let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
     run(&mut u, b"+OK [XCLIENT] Dovecot (Debian) ready.\r\n").ok();
-    assert_eq!(
-        run(&mut u, DOVECOT_CAPA),
-        Ok(vec![send(XCLIENT)])
-    );
+    assert_eq!(run(&mut u, DOVECOT_CAPA), Ok(vec![send(XCLIENT)]));
     assert_eq!(
         run(&mut u, b"+OK Updated\r\n"),
         Ok(vec![CredentialsNext, send("USER u\r\n")])
@@ -392,7 +389,10 @@ fn xclient_tells_the_client_transport_and_leaves_out_what_could_inject() {
         Some("XCLIENT ADDR=192.0.2.9 PORT=1 TTL=4 CLIENT-TRANSPORT=insecure\r\n")
     );
     // A client address that is not an address: no XCLIENT at all.
-    assert_eq!(xclient_line(forward("1.2.3.4 TTL=9", "192.0.2.1", "s", false)), None);
+    assert_eq!(
+        xclient_line(forward("1.2.3.4 TTL=9", "192.0.2.1", "s", false)),
+        None
+    );
 }
 
 #[test]

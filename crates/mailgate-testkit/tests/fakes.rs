@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use mailgate_testkit::client::{ConnectOptions, ImapClient, Io, TlsMode, tls_connector_pem};
-use mailgate_testkit::fake::{FakeBackend, FakeConfig, FakeHandle, FaultMode, TempCode, TlsIdentity};
+use mailgate_testkit::fake::{
+    FakeBackend, FakeConfig, FakeHandle, FaultMode, TempCode, TlsIdentity,
+};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

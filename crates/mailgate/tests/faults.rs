@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mailgate::listener::ListenerKind;
 use mailgate::proxy::{self, Listeners};
-use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 use mailgate_config::{Config, RoutingTable};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 

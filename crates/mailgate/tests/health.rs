@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 use mailgate_health::{BackendStatus, HealthState, KickSelector};
+use mailgate_testkit::fake::{FakeBackend, FakeConfig, FaultMode};
 
 // --- issue #5: health verdicts ----------------------------------------------------------
 
@@ -176,7 +176,9 @@ async fn kick_spreads_closes_over_the_window() {
     let window = Duration::from_secs(2);
     let kicked_at = Instant::now();
     let n = proxy
-        .shared.kicks().kick(&KickSelector::Backend("b".into()), window);
+        .shared
+        .kicks()
+        .kick(&KickSelector::Backend("b".into()), window);
     assert_eq!(n, 10);
     let mut waits = Vec::new();
     for mut c in clients {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use mailgate::listener::ListenerKind;
 use mailgate::proxy::{self, Listeners, Proxy};
-use mailgate_health::HealthState;
 use mailgate_config::{Config, RoutingTable};
+use mailgate_health::HealthState;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -20,7 +20,11 @@ const READ_BUF: usize = 512;
 
 /// Sets up one accepted connection in the given mode (implicit TLS included); `None` when
 /// the connection ends before a protocol is spoken (TLS stall or a failed handshake).
-pub(super) async fn accept(stream: TcpStream, shared: Arc<Shared>, mode: FaultMode) -> Option<Conn> {
+pub(super) async fn accept(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mode: FaultMode,
+) -> Option<Conn> {
     let delay = match mode {
         FaultMode::SlowResponses(d) => Some(d),
         _ => None,
