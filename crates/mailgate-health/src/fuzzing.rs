@@ -43,7 +43,7 @@ struct Model<'a> {
 }
 
 enum Line<'a> {
-    Line(&'a [u8]),
+    Complete(&'a [u8]),
     /// The backend went quiet (or closed) before a complete line.
     End,
     TooLong,
@@ -57,7 +57,7 @@ impl<'a> Model<'a> {
             // Without a complete CRLF the buffer holds at most q + 1 bytes (q: the CR).
             Some(q) if q < MAX_LINE => {
                 self.pos += q + 2;
-                Line::Line(&rest[..q])
+                Line::Complete(&rest[..q])
             }
             Some(q) if q >= MAX_LINE + PIPE => Line::TooLong,
             Some(_) => Line::Unknown,
@@ -71,7 +71,7 @@ impl<'a> Model<'a> {
     fn tagged(&mut self, tag: &[u8]) -> Result<(), Predicted> {
         loop {
             let line = match self.line() {
-                Line::Line(l) => l,
+                Line::Complete(l) => l,
                 Line::Unknown => return Err(Predicted::Unknown),
                 Line::End | Line::TooLong => return Err(Predicted::Failed(ProbeStep::Probe)),
             };
@@ -84,7 +84,7 @@ impl<'a> Model<'a> {
     /// POP3: the next line must start with `+OK`.
     fn status(&mut self) -> Result<(), Predicted> {
         match self.line() {
-            Line::Line(l) => ok_prefix(l, b"+OK"),
+            Line::Complete(l) => ok_prefix(l, b"+OK"),
             Line::Unknown => Err(Predicted::Unknown),
             Line::End | Line::TooLong => Err(Predicted::Failed(ProbeStep::Probe)),
         }
@@ -216,8 +216,9 @@ fn check(
             allowed.contains(&e.step),
             "error names no step of the conversation"
         );
+        // A refusal quotes at most 80 characters of the backend's line.
         assert!(
-            !e.what.is_empty() && e.what.len() <= 200,
+            !e.what.is_empty() && e.what.chars().count() <= 120,
             "error text empty or unbounded"
         );
     }
