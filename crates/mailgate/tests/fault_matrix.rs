@@ -80,12 +80,13 @@ fn config_yaml() -> String {
     )
 }
 
-/// A port nothing listens on (bound, then released).
-async fn closed_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    l.local_addr().expect("addr").port()
+/// A port nothing listens on: bound but never listening, so connects are refused (RST), and
+/// held for the whole test so that mailgate's own listeners (port 0) cannot be given it.
+fn closed_port() -> (u16, tokio::net::TcpSocket) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    (port, s)
 }
 
 /// One control login and fetch; `Err` says what went wrong.
@@ -161,10 +162,15 @@ async fn fault_matrix_through_the_binary() {
     let mut routing = String::from("backends:\n");
     let mut domains = String::from("domains:\n");
     let mut fakes: Vec<Option<Arc<FakeHandle>>> = Vec::new();
+    let mut closed_held = Vec::new();
     for cell in &table {
         let name = cell.backend();
         let (port, fake) = match cell.fault.mode() {
-            None => (closed_port().await, None),
+            None => {
+                let (port, held) = closed_port();
+                closed_held.push(held);
+                (port, None)
+            }
             Some(mode) => {
                 let cfg = fake_config(cell.proto, &name)
                     .with_mode(mode)
