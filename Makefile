@@ -3,7 +3,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 FUZZ_SECS ?= 20
 
-.PHONY: all build test test-rust test-e2e lint fmt fuzz bench demo clean
+.PHONY: all build test test-rust test-e2e lint fmt fuzz fuzz-smoke bench demo clean
 
 all: build
 
@@ -29,8 +29,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Every fuzz target for FUZZ_SECS seconds (AddressSanitizer, optimised); docs/security.md.
 fuzz:
 	FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz.sh
+
+# CI: every fuzz target for a few seconds (no sanitizer, unoptimised build).
+fuzz-smoke:
+	scripts/fuzz.sh --smoke
 
 bench:
 	scripts/bench.sh
