@@ -40,6 +40,12 @@ fuzz-smoke:
 bench:
 	scripts/bench.sh
 
+# The attack benchmark: real Dovecot, 100 clients vs slowloris, non-readers and an HTTP flood
+# (docs/security.md, "Attack benchmark"; ports from 23000, apart from bench's 21000).
+.PHONY: bench-attack
+bench-attack:
+	scripts/bench-attack.sh
+
 # Demo: real Dovecot backends from examples/ plus mailgate in front of them.
 demo:
 	scripts/demo.sh
