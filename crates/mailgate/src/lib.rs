@@ -62,34 +62,41 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         let routing_file = config.routing_file.clone();
         let proxy = proxy::Proxy::new(config, loaded.table, tls);
         proxy.set_admin_tokens(admin_listeners.tokens());
-        let admin = admin::start(proxy.admin_context(), admin_listeners);
+        // Signal handlers before anything reports ready: a SIGHUP or SIGTERM sent as soon
+        // as /readyz answers must find them.
+        let shutdown = shutdown_signal();
         let _watcher = reload::spawn_triggers(proxy.reloader(), &routing_file);
-        proxy::serve(proxy, listeners, shutdown_signal()).await;
+        let admin = admin::start(proxy.admin_context(), admin_listeners);
+        proxy::serve(proxy, listeners, shutdown).await;
         admin.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves at the first SIGTERM/SIGINT; a second one exits at once.
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM/SIGINT; a second one exits at once. The handlers are
+/// registered when this is called, not when it is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tokio::spawn(async move {
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            std::future::pending::<()>().await;
+            return;
+        };
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(1);
-    });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        });
+    }
 }

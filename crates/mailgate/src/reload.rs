@@ -328,15 +328,18 @@ pub fn spawn_triggers(
     routing_file: &Path,
 ) -> Option<mailgate_config::Watcher> {
     let hup = handle.clone();
-    tokio::spawn(async move {
-        let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while sig.recv().await.is_some() {
-            hup.request(Trigger::Signal);
+    // Registered now, before the listeners accept anything: a SIGHUP that arrived before
+    // the handler exists would end the process (its default action).
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut sig) => {
+            tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    hup.request(Trigger::Signal);
+                }
+            });
         }
-    });
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload via the admin API"),
+    }
     let file = handle.clone();
     match mailgate_config::watch(routing_file, move || file.request(Trigger::FileChange)) {
         Ok(w) => Some(w),
