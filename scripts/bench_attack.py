@@ -858,6 +858,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         sampler.join(timeout=2)
 
         result["refused_during_attack"] = metric_delta(m2, m5, "mailgate_connections_refused_total")
+        result["refused_family_exported"] = any(k.startswith("mailgate_connections_refused_total") for k in m5)
         result["refused_during_baseline"] = metric_delta(m0, m1, "mailgate_connections_refused_total")
         result["cpu_windows"] = {"baseline": cpu_window(c0, c1, hz), "attack_legit": cpu_window(c3, c4, hz),
                                  "attack_whole": cpu_window(c2, c5, hz)}
@@ -965,7 +966,8 @@ def render(r: dict) -> str:
         lines.append(f"- {kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     lines += ["", "mailgate_connections_refused_total during the attack: "
               + (", ".join(f"{k.split('{', 1)[-1].rstrip('}')} {int(v)}" for k, v in r["refused_during_attack"].items())
-                 or "none"),
+                 or ("none" if r.get("refused_family_exported") else "not exported by this mailgate "
+                     "(the session log's per_ip_limit outcomes above count the refusals)")),
               f"log lines dropped: {sum(r['log_lines_dropped'].values()) if r['log_lines_dropped'] else 0}",
               f"legitimate failures: baseline {b['failures']} {b['first_errors'][:2]}; "
               f"attack {at['failures']} {at['first_errors'][:2]}"]
