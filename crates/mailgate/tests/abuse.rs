@@ -93,6 +93,11 @@ async fn the_connection_cap_answers_bye_unavailable() {
         .expect("answer")
         .expect("read");
     assert!(line.starts_with("* BYE [UNAVAILABLE]"), "{line}");
+    let text = proxy.shared.metrics().encode();
+    assert!(
+        text.contains("mailgate_connections_refused_total{reason=\"max_connections\"} 1"),
+        "{text}"
+    );
     drop(_a);
     // The slot comes back when a session ends.
     let deadline = Instant::now() + Duration::from_secs(5);

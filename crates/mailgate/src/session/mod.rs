@@ -47,6 +47,8 @@ enum Outcome {
     Kicked,
     IoError,
     PerIpLimit,
+    /// A process-wide cap (connections, pre-auth sessions, TLS handshakes).
+    Busy,
 }
 
 impl Outcome {
@@ -65,6 +67,7 @@ impl Outcome {
             Outcome::Kicked => "kicked",
             Outcome::IoError => "io_error",
             Outcome::PerIpLimit => "per_ip_limit",
+            Outcome::Busy => "server_busy",
         }
     }
 }

@@ -14,6 +14,10 @@ use super::spliced::Spliced;
 use super::{Front, Outcome, Session};
 use crate::conn::Conn;
 
+/// Replies held for a client before they are written (a pipelining client that never
+/// reads then waits in the write, under the pre-auth deadline, instead of growing a queue).
+const MAX_QUEUED_REPLIES: usize = 8 * 1024;
+
 impl Session<'_> {
     /// Greeting and pre-auth loop until a spliceable login.
     pub(super) async fn preauth(&mut self, mut conn: Conn) -> Result<Spliced, Outcome> {
@@ -27,7 +31,17 @@ impl Session<'_> {
         loop {
             while let Some(action) = front.next_action() {
                 match action {
-                    FrontAction::Send(bytes) => out.extend_from_slice(&bytes),
+                    FrontAction::Send(bytes) => {
+                        out.extend_from_slice(&bytes);
+                        // A client that pipelines commands without reading gets its answers
+                        // as they come, not a queue: at most this much is held for it.
+                        if out.len() >= MAX_QUEUED_REPLIES
+                            && flush(&mut conn, &mut out, deadline).await.is_err()
+                        {
+                            self.summary.close_detail = Some("client_not_reading");
+                            return Err(Outcome::PreauthTimeout);
+                        }
+                    }
                     FrontAction::Close(reason) => {
                         let _ = flush(&mut conn, &mut out, deadline).await;
                         let _ = timeout(Duration::from_secs(2), conn.shutdown()).await;

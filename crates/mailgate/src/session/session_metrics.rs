@@ -77,6 +77,11 @@ impl MetricGroup for SessionMetrics {
             "Spliced sessions closed by a kick",
             self.kicks.clone(),
         );
+        r.register(
+            names::CONNECTIONS_REFUSED,
+            "Client connections refused before the greeting, by limit",
+            self.refused.clone(),
+        );
     }
 
     fn forget_backend(&self, backend: &str) {

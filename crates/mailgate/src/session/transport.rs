@@ -90,7 +90,10 @@ impl<'a> Session<'a> {
             let msg = connection_refused(self.kind.protocol(), notice);
             let _ = timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
         }
-        Outcome::PerIpLimit
+        match why {
+            ConnRefusal::PerIp => Outcome::PerIpLimit,
+            _ => Outcome::Busy,
+        }
     }
 
     /// The TLS handshake with the client, under `limits.tls_handshake_timeout` and the cap
