@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """make lint: no module of a crate imports a module that (directly or through others)
-imports it. Reads every crates/*/src tree, maps `crate::a::b` and `super::x` paths in code
+imports it, and no source file under crates/*/src is longer than MAX_LINES. Reads every crates/*/src tree, maps `crate::a::b` and `super::x` paths in code
 (comments and `#[cfg(test)]` modules left out) to the source files that define them, and
 fails with the circle when the file graph has one. Test-only files are not counted."""
 import pathlib
 import re
 import sys
 
+MAX_LINES = 500
 PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_]\w*)+)")
 COMMENT = re.compile(r"//[^\n]*")
 TEST_MOD = re.compile(r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*mod\s+\w+\s*\{", re.S)
@@ -84,9 +85,14 @@ def main() -> int:
             bad += 1
             names = " -> ".join("::".join(m) or "<root>" for m in found)
             print(f"{src.parent.name}: import circle: {names}", file=sys.stderr)
+    for f in sorted(root.glob("crates/*/src/**/*.rs")):
+        n = sum(1 for _ in f.open(errors="replace"))
+        if n > MAX_LINES:
+            bad += 1
+            print(f"{f.relative_to(root)}: {n} lines (split it: at most {MAX_LINES})", file=sys.stderr)
     if bad:
         return 1
-    print("check-modules: no import circles")
+    print(f"check-modules: no import circles, no source file over {MAX_LINES} lines")
     return 0
 
 
