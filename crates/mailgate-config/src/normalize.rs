@@ -94,6 +94,13 @@ pub fn parse_login<'a>(user: &'a str, default_domain: Option<&'a str>) -> Option
     } else {
         Cow::Borrowed(local)
     };
+    // The normal form must itself parse (to itself): a name that only passes the limit once
+    // normalised (default domain appended, punycode, case mapping) is refused like any
+    // over-long one. Found by the `routing` fuzz target.
+    let len = local.len() + domain.as_deref().map_or(0, |d| d.len() + 1);
+    if len > MAX_LOGIN_LEN {
+        return None;
+    }
     Some(Login { local, domain })
 }
 
@@ -163,5 +170,21 @@ mod tests {
         ] {
             assert_eq!(parse_login(bad, Some("example.com")), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_login_longer_than_the_limit_once_normalised_is_refused() {
+        // Within 254 bytes as given, over it with the default domain or punycode: its
+        // normal form would not parse again (kicks by user, logs, throttles compare it).
+        let local = "a".repeat(245);
+        assert_eq!(parse_login(&local, Some("example.com")), None);
+        assert!(parse_login(&local, None).is_some());
+        let unicode = format!("{}@bücher.example", "b".repeat(235));
+        assert!(unicode.len() <= MAX_LOGIN_LEN);
+        assert_eq!(parse_login(&unicode, None), None);
+        let fits = format!("{}@example.com", "c".repeat(242));
+        assert_eq!(fits.len(), MAX_LOGIN_LEN);
+        let login = parse_login(&fits, None).map(|l| l.address());
+        assert_eq!(login.as_deref(), Some(fits.as_str()));
     }
 }
