@@ -38,6 +38,9 @@ if [ "$smoke" = 1 ]; then
     FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}"
     FUZZ_PROFILE="${FUZZ_PROFILE:-dev}"
     FUZZ_PARALLEL="${FUZZ_PARALLEL:-2}"
+    # Line tables are enough for a backtrace; the crash input is saved for the replay.
+    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     # A fixed seed: a CI run mutates the same way each time (its length still varies).
     FUZZ_SEED="${FUZZ_SEED:-1}"
 else
