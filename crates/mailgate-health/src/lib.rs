@@ -21,7 +21,9 @@ pub use conversation::{BoxStream, ProbeStream, after_login, logout};
 pub use kick::{
     Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,
 };
-pub use machine::{BackendHealth, HealthEvent, HealthState, PassiveSignal, Transition};
+pub use machine::{
+    BackendHealth, HealthEvent, HealthState, PassiveSignal, Transition, fmt_duration,
+};
 pub use probe::{
     BackendTarget, ProbeError, ProbeFuture, ProbeOutcome, ProbeResult, ProbeStep, Prober,
 };

@@ -138,7 +138,7 @@ pub struct Transition {
 }
 
 /// Format a duration for reasons: `250ms`, `1.2s`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
+pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")

@@ -47,6 +47,17 @@ impl Admission {
         self.health.settings().kick_quiet
     }
 
+    fn permit(&self, permit: LoginPermit, backend: Arc<Backend>, protocol: Protocol) -> Permit {
+        Permit {
+            permit,
+            backend,
+            protocol,
+            health: self.health.clone(),
+            kicks: self.kicks.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// Admit a retry of a failed login on `backend`'s fallback, if it has one that admits.
     pub fn admit_fallback(
         &self,
@@ -57,14 +68,7 @@ impl Admission {
         let fallback = backend.fallback.as_deref().filter(|f| *f != backend.name)?;
         let chosen = table.backend(fallback)?.clone();
         match self.health.admit(fallback) {
-            Ok(permit) => Some(Permit {
-                permit,
-                backend: chosen,
-                protocol,
-                health: self.health.clone(),
-                kicks: self.kicks.clone(),
-                metrics: self.metrics.clone(),
-            }),
+            Ok(permit) => Some(self.permit(permit, chosen, protocol)),
             Err(refusal) => {
                 self.metrics.refused(fallback, refusal.reason);
                 None
@@ -88,14 +92,7 @@ impl Admission {
                     .backend(permit.backend())
                     .cloned()
                     .unwrap_or_else(|| backend.clone());
-                Ok(Permit {
-                    permit,
-                    backend: chosen,
-                    protocol,
-                    health: self.health.clone(),
-                    kicks: self.kicks.clone(),
-                    metrics: self.metrics.clone(),
-                })
+                Ok(self.permit(permit, chosen, protocol))
             }
             Err(refusal) => {
                 self.metrics.refused(&backend.name, refusal.reason);

@@ -1,12 +1,13 @@
 //! Why talking to a backend failed: the step, what happened, and what follows from it —
-//! which health signal it is and whether another address or the fallback may be tried.
-//! Modelled on pingora-error's split of who failed and whether a retry is allowed.
+//! which health signal it is. Every failure without a verdict may be tried on the fallback
+//! (the session decides that); only configuration problems say nothing about health.
+//! Modelled on pingora-error's split of who failed.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use mailgate_health::PassiveSignal;
+use mailgate_health::{PassiveSignal, fmt_duration};
 use mailgate_proto::UpstreamError;
 
 /// The steps of a backend conversation, in order.
@@ -84,22 +85,6 @@ impl BackendError {
         BackendError::new(step, Failure::Io(e))
     }
 
-    /// True for a step that ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.failure, Failure::Timeout(_))
-    }
-
-    /// The credentials may have reached the backend: a retry elsewhere sends them again.
-    pub fn after_credentials(&self) -> bool {
-        self.step == Step::Login
-    }
-
-    /// May the login be tried on the fallback backend? Every failure of the backend
-    /// itself allows it; a configuration problem of this backend allows it too.
-    pub fn retry_elsewhere(&self) -> bool {
-        true
-    }
-
     /// What passive health learns, or `None` when the backend is not to blame.
     pub fn signal(&self) -> Option<PassiveSignal> {
         use PassiveSignal as S;
@@ -159,17 +144,6 @@ impl fmt::Display for BackendError {
 }
 
 impl std::error::Error for BackendError {}
-
-fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,7 @@ impl Session<'_> {
             LoginStep::Answer(LoginVerdict::Rejected(_) | LoginVerdict::AuthFailed)
         ) {
             self.summary.logins_failed += 1;
-            let address = req_address(&step, &self.summary);
+            let address = self.summary.user.clone().unwrap_or_default();
             ctx.clients().failed_login(self.peer.ip(), &address);
             sleep_until(started + self.rt.limits.auth_failure_delay).await;
         }
@@ -187,12 +187,8 @@ impl Session<'_> {
                 if let Some(signal) = err.signal() {
                     permit.report(signal);
                 }
-                let answer = LoginVerdict::Unavailable(unavailable_message(&backend));
-                if err.retry_elsewhere() {
-                    Attempt::Retry(answer)
-                } else {
-                    Attempt::Done(LoginStep::Answer(answer))
-                }
+                // Every failure without a verdict may be tried on the fallback.
+                Attempt::Retry(LoginVerdict::Unavailable(unavailable_message(&backend)))
             }
         }
     }
@@ -227,11 +223,6 @@ impl Session<'_> {
             client_id,
         }
     }
-}
-
-/// The normalised login a refused step was for.
-fn req_address(_step: &LoginStep, summary: &super::Summary) -> String {
-    summary.user.clone().unwrap_or_default()
 }
 
 fn unavailable_message(backend: &Backend) -> String {
