@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mailgate's tests and demo need on Debian: Dovecot (with its package
 # services kept from starting), Cyrus IMAP (unpacked into $CYRUS_ROOT, see below), openssl,
-# curl, chromium (status page test), prometheus (promtool checks
+# curl, chromium (status page test), dnsmasq-base (a DNS server the backend DNS test runs
+# on loopback; no service), prometheus (promtool checks
 # deploy/prometheus/alerts.yaml), and Python's pytest and prometheus_client (parses
 # /metrics). Idempotent.
 set -euo pipefail
@@ -10,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus; do
+for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 
