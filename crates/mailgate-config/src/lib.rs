@@ -31,5 +31,8 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{BackendChange, Move, RoutingDiff};
 pub use lookup::{Route, RouteRule, RoutedLogin};
 pub use mailgate_proto::Secret;
-pub use table::{Backend, BackendTls, ForwardClient, Loaded, Probe, RouteCounts, RoutingTable};
+pub use table::{
+    Backend, BackendTls, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe, RouteCounts,
+    RoutingTable,
+};
 pub use watch::{DEBOUNCE, WatchError, Watcher, watch, watch_with};

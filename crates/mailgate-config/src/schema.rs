@@ -103,6 +103,10 @@ pub(crate) struct BackendSpec {
 }
 
 fn yes() -> bool {
+    /// `drain: true`: every instance that reads this file refuses new logins for it.
+    pub drain: Option<Lined<bool>>,
+    /// Why (shown on `/status` and the status page).
+    pub drain_reason: Option<Lined<String>>,
     true
 }
 

@@ -74,7 +74,19 @@ pub struct Backend {
     pub fallback: Option<String>,
     /// Name shown on the public status page instead of `name`.
     pub public_name: Option<String>,
+    /// `drain: true` in the routing file: no new logins on any instance that reads it.
+    pub drain: Option<FileDrain>,
 }
+
+/// A drain written into the routing file (`drain: true`, `drain_reason:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDrain {
+    /// `drain_reason`, if given (one line, at most [`MAX_DRAIN_REASON`] characters).
+    pub reason: Option<String>,
+}
+
+/// Longest `drain_reason` accepted, in characters.
+pub const MAX_DRAIN_REASON: usize = 200;
 
 impl Backend {
     /// The backend's port for a protocol, `imap == true` for IMAP.

@@ -11,7 +11,10 @@ use std::time::SystemTime;
 use crate::diag::{self, ConfigErrors, Diagnostic};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
-use crate::table::{Backend, BackendTls, Entry, ForwardClient, Loaded, Probe, RoutingTable, fnv1a};
+use crate::table::{
+    Backend, BackendTls, Entry, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe,
+    RoutingTable, fnv1a,
+};
 use mailgate_proto::Secret;
 
 struct Ctx<'a> {
@@ -327,6 +330,7 @@ fn backend(cx: &mut Ctx<'_>, key: &str, line: usize, name: String, spec: Backend
             TlsMode::None => BackendTls::None,
             TlsMode::Starttls => BackendTls::StartTls,
             TlsMode::Implicit => BackendTls::Implicit,
+    let drain = drain(cx, key, line, &spec);
         },
         tls_ca_file,
         tls_verify: spec.tls_verify,
@@ -351,6 +355,48 @@ fn probe(cx: &mut Ctx<'_>, key: &str, spec: &ProbeSpec) -> Option<Probe> {
     let line = spec.password_file.line;
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
+        drain,
+    }
+}
+
+/// `drain: true` and `drain_reason:`. A reason without `drain: true` is kept as a warning
+/// (an operator who undrains by writing `drain: false` may leave it in place).
+fn drain(cx: &mut Ctx<'_>, key: &str, line: usize, spec: &BackendSpec) -> Option<FileDrain> {
+    let reason = spec.drain_reason.as_ref().and_then(|r| {
+        let text = r.value.trim();
+        let rkey = format!("{key}.drain_reason");
+        if text.is_empty() {
+            cx.err(
+                r.line,
+                rkey,
+                "must not be empty (leave the key out instead)",
+            );
+            None
+        } else if text.chars().any(char::is_control) {
+            cx.err(r.line, rkey, "must be one line without control characters");
+            None
+        } else if text.chars().count() > MAX_DRAIN_REASON {
+            cx.err(
+                r.line,
+                rkey,
+                format!("longer than {MAX_DRAIN_REASON} characters"),
+            );
+            None
+        } else {
+            Some(text.to_string())
+        }
+    });
+    if spec.drain.as_ref().is_some_and(|d| d.value) {
+        return Some(FileDrain { reason });
+    }
+    if let Some(r) = &spec.drain_reason {
+        let at = if r.line > 0 { r.line } else { line };
+        cx.warnings.push(Diagnostic::new(
+            cx.path,
+            Some(at).filter(|&l| l > 0),
+            format!("{key}.drain_reason"),
+            "has no effect without drain: true",
+        ));
         Err(e) => {
             cx.err(line, pkey, format!("cannot read {}: {e}", file.display()));
             return None;
