@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod config_diff;
 mod diag;
 mod diff;
 mod duration;
@@ -27,9 +28,10 @@ pub use config::{
     AdminConfig, Config, HealthConfig, LimitsConfig, Listen, LogConfig, LogFormat, SniCert,
     TlsConfig,
 };
+pub use config_diff::{Apply, ConfigChange, ConfigDiff};
 pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{BackendChange, Move, RoutingDiff};
-pub use lookup::{Route, RouteRule, RoutedLogin};
+pub use lookup::{LoginForm, Route, RouteRule, RoutedLogin};
 pub use mailgate_proto::Secret;
 pub use table::{
     Backend, BackendTls, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe, RouteCounts,
