@@ -18,7 +18,7 @@
 //! inside the slot. So closes are spread evenly and never all at once, and no background
 //! task is needed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -226,6 +226,26 @@ impl KickRegistry {
             .collect()
     }
 
+    /// Call `f` with every registered session, under the registry's lock: keep `f` short
+    /// (count, copy a name). Used by `/sessions`, kick dry runs and the move planner.
+    pub fn for_each(&self, mut f: impl FnMut(&SessionInfo)) {
+        for e in self.inner.lock().values() {
+            f(&e.info);
+        }
+    }
+
+    /// The sessions `selector` matches, counted by backend and domain (and by user when
+    /// `users`), without kicking any: what [`KickRegistry::kick`] would close now.
+    pub fn tally(&self, selector: &KickSelector, users: bool) -> SessionTally {
+        let mut t = SessionTally::default();
+        self.for_each(|info| {
+            if selector.matches(info) {
+                t.add(info, users);
+            }
+        });
+        t
+    }
+
     /// Kick the sessions `selector` matches, spread over `window`. Returns how many.
     pub fn kick(&self, selector: &KickSelector, window: Duration) -> usize {
         self.kick_where(|i| selector.matches(i), window, selector.reason())
@@ -266,6 +286,44 @@ impl KickRegistry {
             tracing::info!(sessions = n, reason = reason.as_str(), window = ?window, "kick scheduled");
         }
         n
+    }
+}
+
+/// Sessions counted by backend, domain and (when asked) user; sorted maps, so listings
+/// come out in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionTally {
+    /// Sessions counted.
+    pub total: usize,
+    /// Backend → domain → sessions.
+    pub by_backend: BTreeMap<String, BTreeMap<String, usize>>,
+    /// (backend, domain) → user → sessions; empty unless users were asked for.
+    pub users: BTreeMap<(String, String), BTreeMap<String, usize>>,
+}
+
+impl SessionTally {
+    /// Count one session (and its user when `users`).
+    pub fn add(&mut self, info: &SessionInfo, users: bool) {
+        self.total += 1;
+        *self
+            .by_backend
+            .entry(info.backend.clone())
+            .or_default()
+            .entry(info.domain.clone())
+            .or_default() += 1;
+        if users {
+            *self
+                .users
+                .entry((info.backend.clone(), info.domain.clone()))
+                .or_default()
+                .entry(info.user.clone())
+                .or_default() += 1;
+        }
+    }
+
+    /// Sessions on `backend`.
+    pub fn backend_total(&self, backend: &str) -> usize {
+        self.by_backend.get(backend).map_or(0, |d| d.values().sum())
     }
 }
 

@@ -175,3 +175,40 @@ async fn route_change_kicks_only_moved_sessions() {
         assert_eq!(h.pending().is_some(), expect, "{:?}", h.info());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn tally_counts_what_a_kick_would_close_and_closes_nothing() {
+    let r = registry();
+    let handles = populate(&r);
+    let t = r.tally(&KickSelector::Domain("EXAMPLE.com".into()), false);
+    assert_eq!(t.total, 11);
+    assert_eq!(t.backend_total("mail1"), 10);
+    assert_eq!(t.backend_total("mail2"), 1);
+    assert_eq!(t.by_backend["mail2"]["Example.COM"], 1);
+    assert!(t.users.is_empty(), "users only when asked");
+    assert!(
+        handles.iter().all(|h| h.pending().is_none()),
+        "a tally schedules no kick"
+    );
+    let t = r.tally(&KickSelector::User("alice@example.com".into()), true);
+    assert_eq!(t.total, 1);
+    let key = ("mail2".to_string(), "Example.COM".to_string());
+    assert_eq!(t.users[&key]["alice@example.com"], 1);
+    let none = r.tally(&KickSelector::Backend("mail9".into()), true);
+    assert_eq!(none, SessionTally::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_each_sees_every_registered_session_once() {
+    let r = registry();
+    let mut handles = populate(&r);
+    let mut n = 0;
+    r.for_each(|_| n += 1);
+    assert_eq!(n, 21);
+    handles.truncate(5);
+    let mut ids = Vec::new();
+    r.for_each(|i| ids.push(i.id));
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "dropped handles are gone");
+}
