@@ -48,6 +48,9 @@ pub struct Config {
     /// the token is replayed unchanged). Enable only when every backend accepts them.
     #[serde(default)]
     pub oauth: bool,
+    /// A reload whose moves would push a backend over `max_sessions`: `warn` or `strict`.
+    #[serde(default)]
+    pub reload_guard: crate::reload_guard::ReloadGuard,
     /// The file this was loaded from.
     #[serde(skip)]
     pub source: PathBuf,

@@ -56,6 +56,10 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "the file watcher watches the routing file's directory chosen at start",
     ),
     (
+        "reload_guard",
+        "the reloader reads the guard's mode at start",
+    ),
+    (
         "admin.token_file",
         "the token store reads the file named at start (the token in it reloads)",
     ),
@@ -117,6 +121,7 @@ impl ConfigDiff {
             shutdown_close_window,
             greeting,
             oauth,
+            reload_guard,
             source: _,
         } = new;
         listen_diff(&mut c, &old.listen, listen);
@@ -153,6 +158,7 @@ impl ConfigDiff {
         );
         c.field("greeting", &old.greeting, greeting);
         c.field("oauth", &old.oauth, oauth);
+        c.field("reload_guard", &old.reload_guard, reload_guard);
         ConfigDiff {
             changes: c.0,
             file: new.source.clone(),

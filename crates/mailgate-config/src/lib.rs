@@ -19,6 +19,7 @@ mod duration;
 pub mod fuzzing;
 mod lookup;
 pub mod normalize;
+mod reload_guard;
 mod schema;
 mod table;
 mod validate;
@@ -33,6 +34,7 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{BackendChange, Move, RoutingDiff};
 pub use lookup::{LoginForm, Route, RouteRule, RoutedLogin};
 pub use mailgate_proto::Secret;
+pub use reload_guard::ReloadGuard;
 pub use table::{
     Backend, BackendTls, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe, RouteCounts,
     RoutingTable,
