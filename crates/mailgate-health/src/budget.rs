@@ -7,7 +7,7 @@
 //! spliced session) for the life of the session. Both release their count in `Drop`, so
 //! no early return, error or panic can leak one.
 //!
-//! Checks, in order: known backend, operator drain, health (`down` unless the guard
+//! Checks, in order: known backend, drain (routing file or admin), health (`down` unless the guard
 //! suppresses it), logins in flight, budget (`max_sessions` counts spliced sessions plus
 //! logins in flight), slow-start share.
 //!
@@ -150,7 +150,7 @@ impl HealthView {
         let Some(slot) = self.slot(backend) else {
             return Err(refuse(RefusalReason::Unknown));
         };
-        if slot.drained.load(Ordering::Acquire) {
+        if slot.drained.load(Ordering::Acquire) || slot.file_drained.load(Ordering::Acquire) {
             return Err(refuse(RefusalReason::Drained));
         }
         // Check and count under the backend's lock so that concurrent logins cannot both

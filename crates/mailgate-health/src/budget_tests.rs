@@ -12,6 +12,7 @@ fn spec(name: &str, max_sessions: Option<u32>, max_logins: Option<u32>) -> Backe
         name: name.into(),
         max_sessions,
         max_logins_in_flight: max_logins,
+        drain: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod conversation;
+mod drain;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -29,4 +30,4 @@ pub use probe::{
 };
 pub use scheduler::ProbeScheduler;
 pub use settings::{HealthSettings, Protocol};
-pub use view::{BackendSpec, BackendStatus, HealthView};
+pub use view::{BackendSpec, BackendStatus, DrainNote, DrainSources, HealthView};

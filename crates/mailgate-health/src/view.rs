@@ -27,6 +27,27 @@ pub struct BackendSpec {
     pub max_sessions: Option<u32>,
     /// Most logins waiting for this backend's verdict at once; `None`: unlimited.
     pub max_logins_in_flight: Option<u32>,
+    /// `drain: true` in the routing file (every instance that reads it drains).
+    pub drain: Option<DrainNote>,
+}
+
+/// One source's drain of a backend: its reason and since when (see [`DrainSources`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainNote {
+    /// Why, as the operator wrote it.
+    pub reason: Option<String>,
+    /// Since when (the admin drain; the file's drain has no instance-wide time).
+    pub since: Option<SystemTime>,
+}
+
+/// Where a backend's drain comes from. Both may apply; the backend is drained while
+/// either does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainSources {
+    /// `drain: true` in the routing file.
+    pub file: Option<DrainNote>,
+    /// The admin API of this instance (its override, kept in `admin.state_file`).
+    pub local: Option<DrainNote>,
 }
 
 impl BackendSpec {
@@ -36,6 +57,7 @@ impl BackendSpec {
             name: name.into(),
             max_sessions: None,
             max_logins_in_flight: None,
+            drain: None,
         }
     }
 }
@@ -49,8 +71,10 @@ pub struct BackendStatus {
     pub state: HealthState,
     /// Down, but still admitted because the blast-radius guard holds.
     pub down_suppressed: bool,
-    /// Operator drain flag.
+    /// Drained (by the routing file, this instance's admin API, or both).
     pub drained: bool,
+    /// Which drains apply, with their reasons.
+    pub drains: DrainSources,
     /// Whether a new login would be admitted now (ignoring the slow-start share).
     pub admitting: bool,
     /// Spliced sessions.
@@ -83,6 +107,7 @@ pub(crate) struct SlotState {
     /// The guard's verdict while down: `Some(true)` refused, `Some(false)` suppressed
     /// (still admitted), `None` not down or not yet evaluated.
     pub(crate) down_enforced: Option<bool>,
+    pub(crate) drains: DrainSources,
     pub(crate) probes: [Option<ProbeResult>; 2],
     pub(crate) last_transition: Option<(SystemTime, String)>,
     /// Slow-start accounting: attempts and admissions since `slow_start_epoch`
@@ -99,7 +124,10 @@ pub(crate) struct Slot {
     pub(crate) name: String,
     pub(crate) sessions: AtomicU32,
     pub(crate) logins_in_flight: AtomicU32,
+    /// The admin API's (instance-local) drain.
     pub(crate) drained: AtomicBool,
+    /// `drain: true` in the routing file.
+    pub(crate) file_drained: AtomicBool,
     pub(crate) state: Mutex<SlotState>,
 }
 
@@ -108,6 +136,19 @@ impl Slot {
         // A panic while holding the lock leaves consistent counters; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Apply the routing file's drain to a slot (under its lock); log a change once.
+fn set_file_drain(slot: &Slot, st: &mut SlotState, drain: Option<DrainNote>) {
+    let drained = drain.is_some();
+    if slot.file_drained.swap(drained, Ordering::AcqRel) != drained {
+        let reason = drain
+            .as_ref()
+            .and_then(|d| d.reason.as_deref())
+            .unwrap_or("");
+        tracing::warn!(backend = %slot.name, drained, reason, "routing file drain changed");
+    }
+    st.drains.file = drain;
 }
 
 #[derive(Debug)]
@@ -157,8 +198,9 @@ impl HealthView {
         self.rebalance();
     }
 
-    /// Apply the routing table's backends: add new ones (`up`), update the limits of
-    /// existing ones (their health, drain flag and counts are kept), remove the rest.
+    /// Apply the routing table's backends: add new ones (`up`), update the limits and the
+    /// file's drain of existing ones (their health, admin drain and counts are kept),
+    /// remove the rest.
     pub fn set_backends(&self, specs: impl IntoIterator<Item = BackendSpec>) {
         let settings = self.settings();
         let now = Instant::now();
@@ -173,11 +215,13 @@ impl HealthView {
                         sessions: AtomicU32::new(0),
                         logins_in_flight: AtomicU32::new(0),
                         drained: AtomicBool::new(false),
+                        file_drained: AtomicBool::new(false),
                         state: Mutex::new(SlotState {
                             machine: BackendHealth::new(settings.clone(), now),
                             max_sessions: None,
                             max_logins_in_flight: None,
                             down_enforced: None,
+                            drains: DrainSources::default(),
                             probes: [None, None],
                             last_transition: None,
                             slow_start_seen: 0,
@@ -190,6 +234,7 @@ impl HealthView {
                     let mut st = slot.lock();
                     st.max_sessions = spec.max_sessions;
                     st.max_logins_in_flight = spec.max_logins_in_flight;
+                    set_file_drain(&slot, &mut st, spec.drain);
                 }
                 next.insert(spec.name, slot);
             }
@@ -203,27 +248,6 @@ impl HealthView {
         let mut names: Vec<String> = self.read_map().keys().cloned().collect();
         names.sort();
         names
-    }
-
-    /// Operator drain: refuse new logins for `backend` (existing sessions stay). Returns
-    /// false for an unknown backend.
-    pub fn drain(&self, backend: &str) -> bool {
-        self.set_drained(backend, true)
-    }
-
-    /// Undo [`HealthView::drain`]. Returns false for an unknown backend.
-    pub fn undrain(&self, backend: &str) -> bool {
-        self.set_drained(backend, false)
-    }
-
-    fn set_drained(&self, backend: &str, drained: bool) -> bool {
-        let Some(slot) = self.slot(backend) else {
-            return false;
-        };
-        if slot.drained.swap(drained, Ordering::AcqRel) != drained {
-            tracing::warn!(backend, drained, "operator drain flag changed");
-        }
-        true
     }
 
     /// Feed a signal from a real session (now).
@@ -372,7 +396,8 @@ impl HealthView {
             .map(|slot| {
                 let st = slot.lock();
                 let state = st.machine.state();
-                let drained = slot.drained.load(Ordering::Acquire);
+                let drained = slot.drained.load(Ordering::Acquire)
+                    || slot.file_drained.load(Ordering::Acquire);
                 let down_suppressed = state == HealthState::Down && st.down_enforced != Some(true);
                 let mut probes: Vec<ProbeResult> = st.probes.iter().flatten().cloned().collect();
                 probes.sort_by_key(|p| p.protocol);
@@ -383,6 +408,7 @@ impl HealthView {
                     state,
                     down_suppressed,
                     drained,
+                    drains: st.drains.clone(),
                     admitting: !drained && (state != HealthState::Down || down_suppressed),
                     sessions: slot.sessions.load(Ordering::Acquire),
                     logins_in_flight: slot.logins_in_flight.load(Ordering::Acquire),

@@ -3,7 +3,7 @@
 //! start and every reload derive them the same way.
 
 use mailgate_config::{HealthConfig, RoutingTable};
-use mailgate_health::{BackendSpec, BackendTarget, HealthSettings};
+use mailgate_health::{BackendSpec, BackendTarget, DrainNote, HealthSettings};
 use mailgate_proto::Protocol;
 
 /// `health:` of mailgate.yaml as the health model's settings.
@@ -21,7 +21,7 @@ pub fn health_settings(h: &HealthConfig) -> HealthSettings {
     }
 }
 
-/// Budgets of every backend in a routing table.
+/// Budgets and file drains of every backend in a routing table.
 pub fn backend_specs(table: &RoutingTable) -> Vec<BackendSpec> {
     table
         .backends()
@@ -29,6 +29,10 @@ pub fn backend_specs(table: &RoutingTable) -> Vec<BackendSpec> {
             name: b.name.clone(),
             max_sessions: b.max_sessions,
             max_logins_in_flight: b.max_logins_in_flight,
+            drain: b.drain.as_ref().map(|d| DrainNote {
+                reason: d.reason.clone(),
+                since: None,
+            }),
         })
         .collect()
 }

@@ -79,6 +79,7 @@ pub fn status(name: &str, state: HealthState) -> BackendStatus {
         state,
         down_suppressed: false,
         drained: false,
+        drains: Default::default(),
         admitting: state != HealthState::Down,
         sessions: 12,
         logins_in_flight: 1,

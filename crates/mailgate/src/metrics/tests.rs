@@ -20,6 +20,7 @@ fn status(name: &str, state: HealthState, drained: bool) -> BackendStatus {
         state,
         down_suppressed: false,
         drained,
+        drains: Default::default(),
         admitting: state != HealthState::Down && !drained,
         sessions: 0,
         logins_in_flight: 2,
