@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::normalize::{Login, parse_login};
+use crate::normalize::{Login, parse_login, split_master};
 use crate::table::{Backend, RoutingTable};
 
 /// Which rule chose the backend.
@@ -40,27 +40,68 @@ pub struct Route {
     pub rule: RouteRule,
 }
 
+/// How a login named the mailbox it routes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginForm {
+    /// The login name is the mailbox user.
+    Own,
+    /// Dovecot's master-user form `user*master`: the part before `master_user_separator`.
+    MasterUser,
+    /// SASL PLAIN with an authorization identity: the authzid (the authcid, e.g. a master
+    /// user, authenticates for it).
+    Authzid,
+}
+
+impl LoginForm {
+    /// A master or proxy identity logs in for someone else's mailbox.
+    pub fn on_behalf(self) -> bool {
+        self != LoginForm::Own
+    }
+}
+
 /// A login name, normalised once, and where it goes.
 #[derive(Debug, Clone)]
 pub struct RoutedLogin {
-    /// The normalised address (`local@domain`, with `default_domain` applied; lowercase,
-    /// punycode) — what kicks by user and the logs compare. The raw name, lowercased, when it
-    /// does not parse.
+    /// The normalised mailbox address (`local@domain`, with `default_domain` applied;
+    /// lowercase, punycode; the mailbox user of a master-user or authzid login) — what kicks
+    /// by user, per-user failure counts and the logs compare. The raw mailbox name,
+    /// lowercased, when it does not parse.
     pub address: String,
     /// The normalised domain (kicks by domain), if the name has or defaults to one.
     pub domain: Option<String>,
     /// The route, `None` when no rule matches or the name is malformed.
     pub route: Option<Route>,
+    /// Which form named the mailbox.
+    pub form: LoginForm,
 }
 
 impl RoutingTable {
-    /// Normalise `user` once and route it.
+    /// Normalise a login name (IMAP LOGIN, POP3 USER, a SASL authentication identity) once
+    /// and route it on its mailbox user: the part before the master-user separator when the
+    /// name has one (`alice@example.com*admin` routes as `alice@example.com`).
     pub fn route_login(&self, user: &str) -> RoutedLogin {
+        match split_master(user, self.master_user_separator) {
+            (mailbox, Some(_)) => self.route_mailbox(mailbox, LoginForm::MasterUser),
+            (mailbox, None) => self.route_mailbox(mailbox, LoginForm::Own),
+        }
+    }
+
+    /// Route a login by its SASL identities: on the authorization identity when there is
+    /// one (never split: Dovecot takes an authzid as it is), else as [`Self::route_login`].
+    pub fn route_identity(&self, authzid: Option<&str>, authcid: &str) -> RoutedLogin {
+        match authzid.filter(|z| !z.is_empty()) {
+            Some(z) => self.route_mailbox(z, LoginForm::Authzid),
+            None => self.route_login(authcid),
+        }
+    }
+
+    fn route_mailbox(&self, user: &str, form: LoginForm) -> RoutedLogin {
         let Some(login) = parse_login(user, self.default_domain.as_deref()) else {
             return RoutedLogin {
                 address: user.to_ascii_lowercase(),
                 domain: None,
                 route: None,
+                form,
             };
         };
         let route = self.login_index(&login).and_then(|(idx, rule)| {
@@ -71,11 +112,13 @@ impl RoutingTable {
             address: login.address(),
             domain: login.domain.as_deref().map(str::to_string),
             route,
+            form,
         }
     }
 
-    /// Route a login name. `None` for malformed names (`u@`, `@d`, `u@a@b`, empty, over 254
-    /// bytes, control characters) and when no rule matches.
+    /// Route a login name exactly as given (no master-user split: see
+    /// [`Self::route_login`]). `None` for malformed names (`u@`, `@d`, `u@a@b`, empty, over
+    /// 254 bytes, control characters) and when no rule matches.
     pub fn lookup(&self, user: &str) -> Option<Route> {
         let (idx, rule) = self.lookup_index(user)?;
         let backend = self.backends.get(idx as usize)?.clone();

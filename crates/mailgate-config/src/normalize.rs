@@ -104,6 +104,40 @@ pub fn parse_login<'a>(user: &'a str, default_domain: Option<&'a str>) -> Option
     Some(Login { local, domain })
 }
 
+/// The master-user separator when `master_user_separator` is not set: Dovecot's usual
+/// `auth_master_user_separator = *`.
+pub const DEFAULT_MASTER_SEPARATOR: char = '*';
+
+/// Check a `master_user_separator` value: one character, or empty (the master-user form is
+/// then off). Dovecot uses only the first character of its setting, so mailgate takes
+/// exactly one; `@`, `.`, letters, digits, spaces and control characters are refused (they
+/// occur in ordinary login names).
+pub fn master_separator(value: &str) -> Result<Option<char>, &'static str> {
+    let mut chars = value.chars();
+    let Some(c) = chars.next() else {
+        return Ok(None);
+    };
+    if chars.next().is_some() {
+        return Err(
+            "must be one character (Dovecot uses only the first), or empty to turn the master-user form off",
+        );
+    }
+    if c == '@' || c == '.' || c.is_alphanumeric() || c.is_whitespace() || c.is_control() {
+        return Err("cannot be @, ., a letter, a digit, a space or a control character");
+    }
+    Ok(Some(c))
+}
+
+/// Split Dovecot's master-user form `user*master` at the first separator (as Dovecot does):
+/// the mailbox user and the master user. Without a separator (or with the form off) the
+/// whole name is the mailbox user.
+pub fn split_master(login: &str, separator: Option<char>) -> (&str, Option<&str>) {
+    match separator.and_then(|c| login.split_once(c)) {
+        Some((user, master)) => (user, Some(master)),
+        None => (login, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +220,32 @@ mod tests {
         assert_eq!(fits.len(), MAX_LOGIN_LEN);
         let login = parse_login(&fits, None).map(|l| l.address());
         assert_eq!(login.as_deref(), Some(fits.as_str()));
+    }
+
+    #[test]
+    fn master_user_form() {
+        let star = Some('*');
+        assert_eq!(
+            split_master("alice@example.com*admin", star),
+            ("alice@example.com", Some("admin"))
+        );
+        assert_eq!(split_master("bob*admin*x", star), ("bob", Some("admin*x")));
+        assert_eq!(
+            split_master("alice@example.com", star),
+            ("alice@example.com", None)
+        );
+        assert_eq!(split_master("a*b", None), ("a*b", None));
+        assert_eq!(split_master("a#b", Some('#')), ("a", Some("b")));
+        assert_eq!(split_master("*admin", star), ("", Some("admin")));
+    }
+
+    #[test]
+    fn master_separators() {
+        assert_eq!(master_separator("*"), Ok(Some('*')));
+        assert_eq!(master_separator("#"), Ok(Some('#')));
+        assert_eq!(master_separator(""), Ok(None));
+        for bad in ["**", "@", ".", "a", "7", " ", "\t", "ab"] {
+            assert!(master_separator(bad).is_err(), "{bad:?}");
+        }
     }
 }

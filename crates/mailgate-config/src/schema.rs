@@ -77,6 +77,9 @@ pub(crate) struct RoutingFile {
     pub default: Option<Lined<String>>,
     #[serde(default)]
     pub default_domain: Option<Lined<String>>,
+    /// Dovecot's master-user separator (`user*master`); absent: `*`, empty: off.
+    #[serde(default)]
+    pub master_user_separator: Option<Lined<String>>,
 }
 
 /// One backend as written.
@@ -100,13 +103,13 @@ pub(crate) struct BackendSpec {
     pub unavailable_message: Option<String>,
     pub fallback: Option<Lined<String>>,
     pub public_name: Option<String>,
-}
-
-fn yes() -> bool {
     /// `drain: true`: every instance that reads this file refuses new logins for it.
     pub drain: Option<Lined<bool>>,
     /// Why (shown on `/status` and the status page).
     pub drain_reason: Option<Lined<String>>,
+}
+
+fn yes() -> bool {
     true
 }
 

@@ -131,6 +131,8 @@ pub struct RoutingTable {
     pub(crate) user_only_domains: std::collections::HashSet<Box<str>>,
     pub(crate) default: Option<u32>,
     pub(crate) default_domain: Option<String>,
+    /// `master_user_separator` (`None`: the master-user form is off).
+    pub(crate) master_user_separator: Option<char>,
     pub(crate) version: u64,
     pub(crate) loaded_at: SystemTime,
     pub(crate) source: PathBuf,
@@ -181,6 +183,11 @@ impl RoutingTable {
     /// The domain used for logins without `@`, normalised.
     pub fn default_domain(&self) -> Option<&str> {
         self.default_domain.as_deref()
+    }
+
+    /// The separator of Dovecot's master-user form `user*master`; `None` when it is off.
+    pub fn master_user_separator(&self) -> Option<char> {
+        self.master_user_separator
     }
 
     /// The default backend, if any.

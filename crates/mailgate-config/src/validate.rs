@@ -121,6 +121,14 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
         n
     });
 
+    let master_user_separator = match &file.master_user_separator {
+        None => Some(crate::normalize::DEFAULT_MASTER_SEPARATOR),
+        Some(sep) => crate::normalize::master_separator(&sep.value).unwrap_or_else(|msg| {
+            cx.err(sep.line, "master_user_separator".into(), msg);
+            None
+        }),
+    };
+
     // Domains and wildcards.
     let mut domains: HashMap<Box<str>, Entry> = HashMap::with_capacity(file.domains.0.len());
     let mut wildcards: HashMap<Box<str>, (Entry, Arc<str>)> = HashMap::new();
@@ -234,6 +242,7 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
             user_only_domains,
             default,
             default_domain,
+            master_user_separator,
             version,
             loaded_at: SystemTime::now(),
             source: path.to_path_buf(),
@@ -321,6 +330,7 @@ fn backend(cx: &mut Ctx<'_>, key: &str, line: usize, name: String, spec: Backend
         p
     });
     let probe = spec.probe.as_ref().and_then(|p| probe(cx, key, &p.value));
+    let drain = drain(cx, key, line, &spec);
     Backend {
         name,
         host,
@@ -330,7 +340,6 @@ fn backend(cx: &mut Ctx<'_>, key: &str, line: usize, name: String, spec: Backend
             TlsMode::None => BackendTls::None,
             TlsMode::Starttls => BackendTls::StartTls,
             TlsMode::Implicit => BackendTls::Implicit,
-    let drain = drain(cx, key, line, &spec);
         },
         tls_ca_file,
         tls_verify: spec.tls_verify,
@@ -346,15 +355,6 @@ fn backend(cx: &mut Ctx<'_>, key: &str, line: usize, name: String, spec: Backend
         unavailable_message: spec.unavailable_message,
         fallback: spec.fallback.map(|f| f.value),
         public_name: spec.public_name,
-    }
-}
-
-fn probe(cx: &mut Ctx<'_>, key: &str, spec: &ProbeSpec) -> Option<Probe> {
-    let file = cx.resolve(&spec.password_file.value);
-    let pkey = format!("{key}.probe.password_file");
-    let line = spec.password_file.line;
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
         drain,
     }
 }
@@ -397,6 +397,16 @@ fn drain(cx: &mut Ctx<'_>, key: &str, line: usize, spec: &BackendSpec) -> Option
             format!("{key}.drain_reason"),
             "has no effect without drain: true",
         ));
+    }
+    None
+}
+
+fn probe(cx: &mut Ctx<'_>, key: &str, spec: &ProbeSpec) -> Option<Probe> {
+    let file = cx.resolve(&spec.password_file.value);
+    let pkey = format!("{key}.probe.password_file");
+    let line = spec.password_file.line;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
         Err(e) => {
             cx.err(line, pkey, format!("cannot read {}: {e}", file.display()));
             return None;

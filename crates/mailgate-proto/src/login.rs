@@ -94,12 +94,27 @@ impl fmt::Debug for LoginRequest {
 
 impl LoginRequest {
     /// The identity to route on: the authorization identity when PLAIN carried one,
-    /// otherwise the login name (or the token's user for OAuth).
+    /// otherwise the login name (or the token's user for OAuth). A login name in Dovecot's
+    /// master-user form (`user*master`) is split by the routing table, which knows the
+    /// separator (`RoutingTable::route_identity`).
     pub fn routing_user(&self) -> &str {
+        self.authzid().unwrap_or_else(|| self.login_name())
+    }
+
+    /// The SASL PLAIN authorization identity, when the client gave a non-empty one.
+    pub fn authzid(&self) -> Option<&str> {
         match &self.credentials {
             Credentials::Password {
                 authzid: Some(z), ..
-            } if !z.is_empty() => z,
+            } if !z.is_empty() => Some(z),
+            _ => None,
+        }
+    }
+
+    /// The name the client authenticates as: IMAP LOGIN / POP3 USER / SASL authcid (a
+    /// master user's own name, or `user*master`), or the OAuth token's user.
+    pub fn login_name(&self) -> &str {
+        match &self.credentials {
             Credentials::Password { authcid, .. } => authcid,
             Credentials::OAuth { user, .. } => user,
         }

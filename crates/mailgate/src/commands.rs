@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use mailgate_config::normalize::parse_login;
-use mailgate_config::{Config, ConfigErrors, Diagnostic, RouteRule, RoutingTable};
+use mailgate_config::{Config, ConfigErrors, Diagnostic, LoginForm, RouteRule, RoutingTable};
 
 fn print_errors(e: &ConfigErrors) {
     for d in &e.0 {
@@ -92,8 +91,10 @@ fn load_table(path: &Path) -> Option<RoutingTable> {
     }
 }
 
-/// `mailgate route -c FILE USER`.
-pub fn route(config: &Path, user: &str) -> anyhow::Result<ExitCode> {
+/// `mailgate route -c FILE [--authzid MAILBOX] USER`: the route of a login as a session
+/// takes it — Dovecot's master-user form `user*master` routes on `user`, and with
+/// `--authzid` (SASL PLAIN's authorization identity) the login routes on that mailbox.
+pub fn route(config: &Path, user: &str, authzid: Option<&str>) -> anyhow::Result<ExitCode> {
     let cfg = match Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -105,21 +106,29 @@ pub fn route(config: &Path, user: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     // Show the login as typed, but never control characters.
-    let shown: String = user.chars().flat_map(char::escape_debug).collect();
-    match table.lookup(user) {
+    let show = |s: &str| -> String { s.chars().flat_map(char::escape_debug).collect() };
+    let shown = match authzid {
+        Some(z) => format!("{} (authzid; authcid {})", show(z), show(user)),
+        None => show(user),
+    };
+    let routed = table.route_identity(authzid, user);
+    let note = match routed.form {
+        LoginForm::MasterUser => format!(", master user form: mailbox {}", routed.address),
+        LoginForm::Authzid => format!(", mailbox {}", routed.address),
+        LoginForm::Own => String::new(),
+    };
+    match routed.route {
         Some(r) => {
-            let domain = parse_login(user, table.default_domain())
-                .and_then(|l| l.domain.map(|d| d.into_owned()))
-                .unwrap_or_default();
+            let domain = routed.domain.unwrap_or_default();
             let why = match &r.rule {
                 RouteRule::Domain => format!("domain {domain}"),
                 other => other.to_string(),
             };
-            println!("{shown} -> {} ({why})", r.backend.name);
+            println!("{shown} -> {} ({why}{note})", r.backend.name);
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            println!("{shown}: no route");
+            println!("{shown}: no route{note}");
             Ok(ExitCode::FAILURE)
         }
     }

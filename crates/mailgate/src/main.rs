@@ -39,6 +39,10 @@ enum Command {
     },
     /// Routing file tools.
     Routes {
+        /// SASL PLAIN authorization identity: USER (e.g. a master user) logs in for this
+        /// mailbox, and the login routes on it.
+        #[arg(long)]
+        authzid: Option<String>,
         #[command(subcommand)]
         command: RoutesCommand,
     },
@@ -149,7 +153,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => mailgate::run_from_config(&config),
         Command::Check { config } => mailgate::commands::check(&config),
-        Command::Route { config, user } => mailgate::commands::route(&config, &user),
+        Command::Route {
+            config,
+            user,
+            authzid,
+        } => mailgate::commands::route(&config, &user, authzid.as_deref()),
         Command::Routes {
             command: RoutesCommand::Diff { old, new },
         } => mailgate::commands::routes_diff(&old, &new),

@@ -47,9 +47,14 @@ impl Session<'_> {
     ) -> LoginStep {
         let ctx = self.ctx;
         // Normalised once (lowercase, punycode, default_domain): the same form routing,
-        // kicks, back-off and the logs use.
+        // kicks, back-off and the logs use. A master user's login (`user*master`, or PLAIN
+        // with an authzid) routes and counts as the mailbox user's; the login itself is
+        // replayed unchanged, so the backend checks the master password.
         let table = self.rt.routing.clone();
-        let routed = table.route_login(req.routing_user());
+        let routed = table.route_identity(req.authzid(), req.login_name());
+        if routed.form.on_behalf() {
+            tracing::debug!(form = ?routed.form, "login for a mailbox by another identity (master user)");
+        }
         let backoff = ctx.clients().backoff(self.peer.ip(), &routed.address);
         if !backoff.is_zero() {
             tracing::debug!(
