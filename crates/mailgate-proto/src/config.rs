@@ -2,6 +2,7 @@
 //! ([`FrontConfig`]) and the backend login relays ([`UpstreamConfig`]) take the same settings
 //! in both protocols.
 
+use crate::capability::Advertised;
 use crate::limits::Limits;
 use crate::login::ForwardInfo;
 
@@ -15,8 +16,12 @@ pub struct FrontConfig {
     /// No login before TLS: IMAP `LOGINDISABLED` and `NO [PRIVACYREQUIRED]`; POP3 no
     /// USER/SASL in CAPA and `-ERR` to USER/AUTH.
     pub require_tls_for_login: bool,
-    /// Advertise and accept XOAUTH2 / OAUTHBEARER.
+    /// Accept XOAUTH2 / OAUTHBEARER (the upper bound: they are advertised only where
+    /// `advertised` offers them too).
     pub oauth: bool,
+    /// What every backend a login can reach supports: SASL-IR, ID and the mechanisms
+    /// offered before login ([`Advertised::default`] offers everything).
+    pub advertised: Advertised,
     /// Greeting text after `* OK [CAPABILITY ...] ` / `+OK `.
     pub greeting_text: String,
 }
@@ -31,6 +36,7 @@ impl Default for FrontConfig {
             tls_available: true,
             require_tls_for_login: true,
             oauth: false,
+            advertised: Advertised::default(),
             greeting_text: DEFAULT_GREETING.into(),
         }
     }

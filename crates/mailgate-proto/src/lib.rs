@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod capability;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -30,6 +31,7 @@ pub mod secret;
 pub mod verdict;
 
 pub use action::{CloseReason, FrontAction, LoginVerdict, UpstreamAction, UpstreamError};
+pub use capability::{Advertised, Capabilities, Mechanism};
 pub use config::{DEFAULT_GREETING, FrontConfig, UpstreamConfig};
 pub use limits::Limits;
 pub use login::{ClientAddr, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};

@@ -133,6 +133,7 @@ fn front_config() -> FrontConfig {
         require_tls_for_login: false,
         oauth: true,
         greeting_text: "ready".into(),
+        ..FrontConfig::default()
     }
 }
 

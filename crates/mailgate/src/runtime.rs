@@ -97,6 +97,7 @@ impl Runtime {
             require_tls_for_login: self.front.require_tls_for_login,
             greeting_text: self.front.greeting.clone(),
             oauth: self.front.oauth,
+            advertised: mailgate_proto::Advertised::default(),
         }
     }
 }

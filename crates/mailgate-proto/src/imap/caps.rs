@@ -5,6 +5,10 @@
 //! may use them in the very first command after login, which goes to the backend
 //! unchanged. So never `IMAP4rev2` or `LITERAL+` (RFC 7888 §4 allows `LITERAL-` to be
 //! offered on its own), and `ENABLE`, `IDLE`, ... are left to the backend's post-login list.
+//! `SASL-IR`, `ID` and the `AUTH=` mechanisms are offered only where every backend a login
+//! can reach has them ([`Advertised`], computed by the server from its probes).
+
+use crate::capability::{Advertised, Capabilities};
 
 /// What the client-facing engine advertises in its current state.
 #[derive(Debug, Clone, Copy)]
@@ -13,23 +17,31 @@ pub(crate) struct FrontCaps {
     pub starttls: bool,
     /// Login is refused until TLS is active (RFC 3501 §6.2.3 `LOGINDISABLED`).
     pub login_disabled: bool,
-    /// XOAUTH2 / OAUTHBEARER are accepted.
+    /// XOAUTH2 / OAUTHBEARER are accepted (`oauth:`, the upper bound).
     pub oauth: bool,
+    /// What every reachable backend supports (SASL-IR, ID, mechanisms).
+    pub advertised: Advertised,
 }
 
 impl FrontCaps {
     /// The capability atoms, space separated, without a trailing CRLF.
     pub(crate) fn list(self) -> String {
-        let mut caps = vec!["IMAP4rev1", "SASL-IR", "LITERAL-", "ID"];
+        let mut caps = vec!["IMAP4rev1".to_string()];
+        if self.advertised.sasl_ir {
+            caps.push("SASL-IR".into());
+        }
+        caps.push("LITERAL-".into());
+        if self.advertised.id {
+            caps.push("ID".into());
+        }
         if self.starttls {
-            caps.push("STARTTLS");
+            caps.push("STARTTLS".into());
         }
         if self.login_disabled {
-            caps.push("LOGINDISABLED");
+            caps.push("LOGINDISABLED".into());
         } else {
-            caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
-            if self.oauth {
-                caps.extend(["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]);
+            for m in self.advertised.mechanism_names(self.oauth) {
+                caps.push(format!("AUTH={m}"));
             }
         }
         caps.join(" ")
@@ -71,6 +83,16 @@ impl BackendCaps {
     pub(crate) fn has(&self, cap: &str) -> bool {
         self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
     }
+
+    /// True if the backend listed any `AUTH=` mechanism.
+    pub(crate) fn lists_mechanisms(&self) -> bool {
+        self.caps.iter().any(|c| c.starts_with("AUTH="))
+    }
+
+    /// The list as the server records it (bounded and cleaned).
+    pub(crate) fn public(&self) -> Capabilities {
+        Capabilities::from_imap(self.caps.join(" ").as_bytes())
+    }
 }
 
 impl std::fmt::Debug for BackendCaps {
@@ -94,6 +116,7 @@ mod tests {
             starttls: true,
             login_disabled: true,
             oauth: true,
+            advertised: Advertised::default(),
         };
         assert_eq!(
             plain.list(),
@@ -103,6 +126,7 @@ mod tests {
             starttls: false,
             login_disabled: false,
             oauth: true,
+            advertised: Advertised::default(),
         };
         assert_eq!(
             tls.list(),
@@ -110,6 +134,28 @@ mod tests {
         );
         assert!(!tls.list().contains("IMAP4rev2"));
         assert!(!tls.list().contains("LITERAL+"));
+        // Narrowed by the backends: no SASL-IR, no OAUTHBEARER anywhere.
+        let narrowed = FrontCaps {
+            advertised: Advertised {
+                sasl_ir: false,
+                id: true,
+                mechanisms: [true, true, true, false],
+            },
+            ..tls
+        };
+        assert_eq!(
+            narrowed.list(),
+            "IMAP4rev1 LITERAL- ID AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2"
+        );
+        // `oauth: false` is the upper bound.
+        let off = FrontCaps {
+            oauth: false,
+            ..tls
+        };
+        assert_eq!(
+            off.list(),
+            "IMAP4rev1 SASL-IR LITERAL- ID AUTH=PLAIN AUTH=LOGIN"
+        );
     }
 
     #[test]

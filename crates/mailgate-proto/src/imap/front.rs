@@ -105,6 +105,7 @@ impl ImapFront {
             starttls: self.config.tls_available && !self.tls_active,
             login_disabled: self.config.require_tls_for_login && !self.tls_active,
             oauth: self.config.oauth,
+            advertised: self.config.advertised,
         }
     }
 

@@ -14,8 +14,10 @@ use super::caps::BackendCaps;
 use super::encode;
 use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
+use crate::capability::{Capabilities, IMAP_MECHANISM_UNSUPPORTED};
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
+use crate::login::{Credentials, OAuthMechanism};
 use crate::redact::{Clipped, Len};
 use crate::verdict::{Refusal, imap_refusal};
 
@@ -148,6 +150,12 @@ impl ImapUpstream {
     /// Bytes the backend sent after its verdict (passed to the client once spliced).
     pub fn into_remaining(self) -> Vec<u8> {
         self.reader.input
+    }
+
+    /// The backend's capabilities as the login met them (after STARTTLS when it was
+    /// used); `None` before they were read.
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.caps.as_ref().map(BackendCaps::public)
     }
 
     /// Send `mgN <rest>\r\n` and remember the tag.
@@ -311,6 +319,21 @@ impl ImapUpstream {
 
     fn start_login(&mut self) -> Result<(), UpstreamError> {
         let caps = self.caps.clone().unwrap_or_default();
+        // A SASL mechanism the backend lists no `AUTH=` for would only earn the backend's
+        // error: mailgate answers for it, without sending the credentials.
+        if let Some(mech) = sasl_mechanism(&self.login)
+            && caps.lists_mechanisms()
+            && !caps.has(&format!("AUTH={mech}"))
+        {
+            let reply = BackendReply {
+                untagged: Vec::new(),
+                status: IMAP_MECHANISM_UNSUPPORTED.as_bytes().to_vec(),
+            };
+            self.out
+                .push_back(UpstreamAction::Done(LoginVerdict::Rejected(reply)));
+            self.phase = Phase::Done;
+            return Ok(());
+        }
         self.next_tag();
         let mut segments = encode::login(&self.tag, &self.login, caps.has("SASL-IR"));
         self.out.push_back(UpstreamAction::CredentialsNext);
@@ -320,5 +343,18 @@ impl ImapUpstream {
         self.pending = segments.into();
         self.phase = Phase::Login;
         Ok(())
+    }
+}
+
+/// The SASL mechanism the replay uses: `None` for the `LOGIN` command (a password login
+/// without an authorization identity), PLAIN with one, the OAuth mechanism for tokens.
+fn sasl_mechanism(login: &LoginRequest) -> Option<&'static str> {
+    match &login.credentials {
+        Credentials::Password { authzid: None, .. } => None,
+        Credentials::Password { .. } => Some("PLAIN"),
+        Credentials::OAuth { mechanism, .. } => Some(match mechanism {
+            OAuthMechanism::XOAuth2 => "XOAUTH2",
+            OAuthMechanism::OAuthBearer => "OAUTHBEARER",
+        }),
     }
 }

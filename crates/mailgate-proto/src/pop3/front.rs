@@ -305,7 +305,8 @@ impl Pop3Front {
                 return self.bad(r::ERR_SYNTAX);
             }
             let offer_stls = self.config.tls_available && !self.tls_active;
-            let capa = r::capa(self.login_allowed(), offer_stls, self.config.oauth);
+            let mechanisms = self.config.advertised.mechanism_names(self.config.oauth);
+            let capa = r::capa(self.login_allowed(), offer_stls, &mechanisms);
             self.send(&capa);
         } else if is(b"QUIT") {
             self.send(r::QUIT_OK);
@@ -378,7 +379,8 @@ impl Pop3Front {
 
     fn auth_cmd(&mut self, arg: Option<&[u8]>) {
         let Some(arg) = arg else {
-            let list = r::auth_list(self.config.oauth);
+            let mechanisms = self.config.advertised.mechanism_names(self.config.oauth);
+            let list = r::auth_list(&mechanisms);
             return self.send(&list);
         };
         self.user = None;

@@ -89,25 +89,20 @@ pub(crate) fn line(prefix: &[u8], text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The SASL mechanisms offered, in CAPA order.
-pub(crate) fn mechanisms(oauth: bool) -> &'static [&'static str] {
-    if oauth {
-        &["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"]
-    } else {
-        &["PLAIN", "LOGIN"]
-    }
-}
-
-/// The multi-line CAPA response (RFC 2449 §5).
-pub(crate) fn capa(login_allowed: bool, offer_stls: bool, oauth: bool) -> Vec<u8> {
+/// The multi-line CAPA response (RFC 2449 §5); `mechanisms` are the SASL mechanisms
+/// offered (the `SASL` line is left out when there are none).
+pub(crate) fn capa(login_allowed: bool, offer_stls: bool, mechanisms: &[&str]) -> Vec<u8> {
     let mut out = b"+OK Capability list follows\r\n".to_vec();
     if login_allowed {
-        out.extend_from_slice(b"USER\r\nSASL");
-        for m in mechanisms(oauth) {
-            out.push(b' ');
-            out.extend_from_slice(m.as_bytes());
+        out.extend_from_slice(b"USER\r\n");
+        if !mechanisms.is_empty() {
+            out.extend_from_slice(b"SASL");
+            for m in mechanisms {
+                out.push(b' ');
+                out.extend_from_slice(m.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"\r\n");
     }
     if offer_stls {
         out.extend_from_slice(b"STLS\r\n");
@@ -119,9 +114,9 @@ pub(crate) fn capa(login_allowed: bool, offer_stls: bool, oauth: bool) -> Vec<u8
 }
 
 /// The mechanism list for `AUTH` without arguments (common practice, Dovecot does it).
-pub(crate) fn auth_list(oauth: bool) -> Vec<u8> {
+pub(crate) fn auth_list(mechanisms: &[&str]) -> Vec<u8> {
     let mut out = b"+OK\r\n".to_vec();
-    for m in mechanisms(oauth) {
+    for m in mechanisms {
         out.extend_from_slice(m.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -132,6 +127,16 @@ pub(crate) fn auth_list(oauth: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capa_lists_the_offered_mechanisms() {
+        let c = capa(true, false, &["PLAIN", "LOGIN"]);
+        assert!(c.windows(18).any(|w| w == b"SASL PLAIN LOGIN\r\n"));
+        let none = capa(true, true, &[]);
+        assert!(!none.windows(4).any(|w| w == b"SASL"));
+        assert!(none.windows(6).any(|w| w == b"USER\r\n"));
+        assert_eq!(auth_list(&["PLAIN"]), b"+OK\r\nPLAIN\r\n.\r\n");
+    }
 
     #[test]
     fn sanitize_strips_controls_and_timestamps() {

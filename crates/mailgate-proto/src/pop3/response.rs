@@ -66,11 +66,14 @@ pub(crate) struct BackendCaps {
     pub(crate) sasl_plain: bool,
     /// `XCLIENT` listed in CAPA.
     pub(crate) xclient: bool,
+    /// The whole list, as the server records it.
+    pub(crate) list: crate::capability::Capabilities,
 }
 
 impl BackendCaps {
     /// Take one CAPA line (dot-stuffing already removed).
     pub(crate) fn add_line(&mut self, line: &[u8]) {
+        self.list.add_pop3_line(line);
         let mut words = line.split(|b| *b == b' ').filter(|w| !w.is_empty());
         let Some(tag) = words.next() else { return };
         let is = |name: &[u8]| tag.eq_ignore_ascii_case(name);

@@ -13,6 +13,7 @@ use std::fmt;
 use super::framing::{Framed, frame, take_line};
 use super::response::{BackendCaps, Status, resp_code, status};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
+use crate::capability::{Capabilities, POP3_MECHANISM_UNSUPPORTED};
 use crate::config::UpstreamConfig;
 use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
@@ -55,6 +56,7 @@ pub struct Pop3Upstream {
     tls_done: bool,
     forwarded: bool,
     credentials_announced: bool,
+    capa_answered: bool,
     queue: VecDeque<UpstreamAction>,
     failed: Option<UpstreamError>,
 }
@@ -91,6 +93,7 @@ impl Pop3Upstream {
             tls_done: false,
             forwarded: false,
             credentials_announced: false,
+            capa_answered: false,
             queue: VecDeque::new(),
             failed: None,
         }
@@ -149,6 +152,7 @@ impl Pop3Upstream {
         self.buf.clear();
         self.overflow = false;
         self.caps = BackendCaps::default();
+        self.capa_answered = false;
         self.send(b"CAPA\r\n".to_vec());
         self.state = State::CapaStatus;
     }
@@ -161,6 +165,12 @@ impl Pop3Upstream {
     /// True when the backend accepted `XCLIENT` (the client's address was forwarded).
     pub fn forwarded(&self) -> bool {
         self.forwarded
+    }
+
+    /// The backend's CAPA list as the login met it (after STLS when it was used); empty
+    /// for a server that refused CAPA, `None` before CAPA was answered.
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.capa_answered.then(|| self.caps.list.clone())
     }
 
     /// True when the backend advertised `XCLIENT` (greeting code or CAPA).
@@ -290,6 +300,7 @@ impl Pop3Upstream {
     }
 
     fn after_capa(&mut self) -> Result<(), UpstreamError> {
+        self.capa_answered = true;
         if self.config.starttls && !self.tls_done {
             if !self.caps.stls {
                 return Err(UpstreamError::StartTlsRefused);
@@ -310,6 +321,18 @@ impl Pop3Upstream {
     }
 
     fn start_login(&mut self) {
+        if self.missing_mechanism().is_some() {
+            // Only the backend's error would follow: mailgate answers for it, without
+            // sending the credentials.
+            let reply = BackendReply {
+                untagged: Vec::new(),
+                status: POP3_MECHANISM_UNSUPPORTED.as_bytes().to_vec(),
+            };
+            self.queue
+                .push_back(UpstreamAction::Done(LoginVerdict::Rejected(reply)));
+            self.state = State::Done;
+            return;
+        }
         if !self.credentials_announced {
             self.credentials_announced = true;
             self.queue.push_back(UpstreamAction::CredentialsNext);
@@ -338,6 +361,22 @@ impl Pop3Upstream {
         };
         self.send(line);
         self.state = state;
+    }
+
+    /// The SASL mechanism this login needs that the backend's CAPA does not list (only
+    /// when it lists a `SASL` line at all): PLAIN for a login with an authorization
+    /// identity, the OAuth mechanism for a token.
+    fn missing_mechanism(&self) -> Option<&'static str> {
+        let list = &self.caps.list;
+        if !list.lists_mechanisms() {
+            return None;
+        }
+        let mech = match &self.login.credentials {
+            Credentials::Password { authzid: None, .. } => return None,
+            Credentials::Password { .. } => "PLAIN",
+            Credentials::OAuth { mechanism, .. } => mechanism.name(),
+        };
+        (!list.has_mechanism(mech)).then_some(mech)
     }
 
     fn send_pass(&mut self) {

@@ -1,0 +1,371 @@
+//! Capabilities across the proxy: what a backend says it can do ([`Capabilities`], from
+//! its IMAP `CAPABILITY` or POP3 `CAPA`), and what mailgate offers its clients before
+//! login ([`Advertised`]), which is what every backend a login can reach supports.
+//!
+//! Sans-I/O like the rest of the crate: the server records backends' lists from its
+//! probes and hands the intersection to the front engines (`FrontConfig::advertised`).
+//! docs/protocol.md ("Capabilities before login") says how the intersection is formed.
+
+use std::collections::BTreeSet;
+
+use crate::action::BackendReply;
+use crate::protocol::Protocol;
+
+/// At most this many capabilities are kept from one backend list.
+pub const MAX_CAPABILITIES: usize = 128;
+/// Longest capability name kept (longer ones are dropped).
+pub const MAX_NAME: usize = 64;
+
+/// IMAP answer to a login whose SASL mechanism the routed backend does not offer
+/// (RFC 5530 `CANNOT`: retrying the same way cannot succeed).
+pub const IMAP_MECHANISM_UNSUPPORTED: &str =
+    "NO [CANNOT] Authentication mechanism not supported for this account.";
+/// POP3 answer to the same.
+pub const POP3_MECHANISM_UNSUPPORTED: &str =
+    "-ERR Authentication mechanism not supported for this account.";
+
+/// A backend's capability list, upper-cased: the IMAP atoms (`AUTH=` ones included) or
+/// the POP3 CAPA tags (the first word of each line), and the SASL mechanisms among them.
+/// Only printable names of at most [`MAX_NAME`] bytes are kept, at most
+/// [`MAX_CAPABILITIES`]: a hostile backend cannot put control bytes or bulk into logs,
+/// `/status` or metric labels. `Debug` shows counts only, never the backend's words.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    names: BTreeSet<String>,
+    mechanisms: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("names", &self.names.len())
+            .field("mechanisms", &self.mechanisms.len())
+            .finish()
+    }
+}
+
+fn clean(word: &[u8]) -> Option<String> {
+    let ok = |b: &u8| b.is_ascii_alphanumeric() || b"-=+._/:".contains(b);
+    (!word.is_empty() && word.len() <= MAX_NAME && word.iter().all(ok))
+        .then(|| String::from_utf8_lossy(word).to_ascii_uppercase())
+}
+
+fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b' ').filter(|w| !w.is_empty())
+}
+
+impl Capabilities {
+    /// The atoms of an IMAP capability list (after `CAPABILITY`, up to `]` or the end).
+    pub fn from_imap(list: &[u8]) -> Self {
+        let end = list.iter().position(|&b| b == b']').unwrap_or(list.len());
+        let mut caps = Capabilities::default();
+        for atom in words(&list[..end]).filter_map(clean) {
+            if let Some(mech) = atom.strip_prefix("AUTH=") {
+                caps.add_mechanism(mech.to_string());
+            }
+            caps.add(atom);
+        }
+        caps
+    }
+
+    /// The lines of a POP3 CAPA answer (without the status line and the final `.`): the
+    /// first word of each line is the capability, the words after `SASL` are mechanisms.
+    pub fn from_pop3<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut caps = Capabilities::default();
+        for line in lines {
+            caps.add_pop3_line(line);
+        }
+        caps
+    }
+
+    /// Add one POP3 CAPA line.
+    pub fn add_pop3_line(&mut self, line: &[u8]) {
+        let mut w = words(line);
+        let Some(tag) = w.next().and_then(clean) else {
+            return;
+        };
+        if tag == "SASL" {
+            for mech in w.filter_map(clean) {
+                self.add_mechanism(mech);
+            }
+        }
+        self.add(tag);
+    }
+
+    fn add(&mut self, name: String) {
+        if self.names.len() < MAX_CAPABILITIES {
+            self.names.insert(name);
+        }
+    }
+
+    fn add_mechanism(&mut self, name: String) {
+        if self.mechanisms.len() < MAX_CAPABILITIES {
+            self.mechanisms.insert(name);
+        }
+    }
+
+    /// The IMAP capabilities a backend announced with its login verdict: the
+    /// `[CAPABILITY ...]` code of the tagged `OK`, or an untagged `* CAPABILITY` line.
+    pub fn from_imap_login(reply: &BackendReply) -> Option<Self> {
+        const CODE: &[u8] = b"OK [CAPABILITY ";
+        if let Some(head) = reply.status.get(..CODE.len())
+            && head.eq_ignore_ascii_case(CODE)
+        {
+            return Some(Self::from_imap(&reply.status[CODE.len()..]));
+        }
+        const UNTAGGED: &[u8] = b"* CAPABILITY ";
+        reply
+            .untagged
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .find(|l| {
+                l.get(..UNTAGGED.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(UNTAGGED))
+            })
+            .map(|l| Self::from_imap(&l[UNTAGGED.len()..]))
+    }
+
+    /// True if `name` is listed (case-insensitive).
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(&name.to_ascii_uppercase())
+    }
+
+    /// True if the SASL mechanism `mech` is listed (case-insensitive).
+    pub fn has_mechanism(&self, mech: &str) -> bool {
+        self.mechanisms.contains(&mech.to_ascii_uppercase())
+    }
+
+    /// True if the list names any SASL mechanism at all (a list without one says nothing
+    /// about mechanisms, so nothing is refused for it).
+    pub fn lists_mechanisms(&self) -> bool {
+        !self.mechanisms.is_empty()
+    }
+
+    /// Every capability, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Every SASL mechanism, sorted.
+    pub fn mechanisms(&self) -> impl Iterator<Item = &str> {
+        self.mechanisms.iter().map(String::as_str)
+    }
+
+    /// True if nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The SASL mechanisms mailgate itself speaks with clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// PLAIN (replayed as IMAP `LOGIN` / POP3 `USER`+`PASS`, or `AUTHENTICATE PLAIN` /
+    /// `AUTH PLAIN` when it carries an authorization identity).
+    Plain,
+    /// LOGIN (replayed as IMAP `LOGIN` / POP3 `USER`+`PASS`).
+    Login,
+    /// XOAUTH2 (passed through).
+    XOAuth2,
+    /// OAUTHBEARER (passed through).
+    OAuthBearer,
+}
+
+impl Mechanism {
+    /// All of them, in advertising order.
+    pub const ALL: [Mechanism; 4] = [
+        Mechanism::Plain,
+        Mechanism::Login,
+        Mechanism::XOAuth2,
+        Mechanism::OAuthBearer,
+    ];
+
+    /// The SASL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+            Mechanism::XOAuth2 => "XOAUTH2",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+
+    /// Can a backend with `caps` serve a client login with this mechanism? PLAIN and
+    /// LOGIN are replayed as a password login, which a backend takes unless it lists
+    /// neither a way to log in with a password (IMAP: `LOGINDISABLED` without
+    /// `AUTH=PLAIN`; POP3: neither `USER` nor `SASL PLAIN`). XOAUTH2 and OAUTHBEARER are
+    /// passed through, so the backend must list them.
+    pub fn served_by(self, protocol: Protocol, caps: &Capabilities) -> bool {
+        match (self, protocol) {
+            (Mechanism::Plain | Mechanism::Login, Protocol::Imap) => {
+                !caps.has("LOGINDISABLED") || caps.has_mechanism("PLAIN")
+            }
+            (Mechanism::Plain | Mechanism::Login, Protocol::Pop3) => {
+                caps.is_empty() || caps.has("USER") || caps.has_mechanism("PLAIN")
+            }
+            (m, _) => caps.has_mechanism(m.name()),
+        }
+    }
+}
+
+/// What a client-facing engine offers before login, besides what depends on TLS. The
+/// default is everything mailgate can do: what it offers while no backend has been
+/// probed yet. XOAUTH2 and OAUTHBEARER are offered only when `oauth:` allows them too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advertised {
+    /// IMAP `SASL-IR`.
+    pub sasl_ir: bool,
+    /// IMAP `ID`.
+    pub id: bool,
+    /// Per [`Mechanism::ALL`]: offered.
+    pub mechanisms: [bool; 4],
+}
+
+impl Default for Advertised {
+    fn default() -> Self {
+        Advertised {
+            sasl_ir: true,
+            id: true,
+            mechanisms: [true; 4],
+        }
+    }
+}
+
+impl Advertised {
+    /// Only what `caps` (one backend's pre-login list) supports as well.
+    pub fn narrow(mut self, protocol: Protocol, caps: &Capabilities) -> Self {
+        if protocol == Protocol::Imap {
+            self.sasl_ir &= caps.has("SASL-IR");
+            self.id &= caps.has("ID");
+        }
+        for (i, m) in Mechanism::ALL.into_iter().enumerate() {
+            self.mechanisms[i] &= m.served_by(protocol, caps);
+        }
+        self
+    }
+
+    /// Is `m` offered?
+    pub fn offers(&self, m: Mechanism) -> bool {
+        let i = Mechanism::ALL.iter().position(|x| *x == m).unwrap_or(0);
+        self.mechanisms[i]
+    }
+
+    /// The offered mechanisms, with the OAuth ones only if `oauth` allows them.
+    pub fn mechanism_names(&self, oauth: bool) -> Vec<&'static str> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| self.offers(*m))
+            .filter(|m| oauth || matches!(m, Mechanism::Plain | Mechanism::Login))
+            .map(Mechanism::name)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imap_lists_keep_atoms_and_mechanisms() {
+        let c = Capabilities::from_imap(
+            b"IMAP4rev1 sasl-ir ID AUTH=PLAIN auth=cram-md5 bad\x01atom STARTTLS] text",
+        );
+        assert!(c.has("SASL-IR") && c.has("id") && c.has("AUTH=CRAM-MD5"));
+        assert!(c.has_mechanism("cram-md5") && c.has_mechanism("PLAIN"));
+        assert!(!c.has("TEXT") && !c.names().any(|n| n.contains('\u{1}')));
+        assert_eq!(c.mechanisms().collect::<Vec<_>>(), ["CRAM-MD5", "PLAIN"]);
+        let long = format!("IMAP4rev1 {}", "X".repeat(MAX_NAME + 1));
+        assert_eq!(Capabilities::from_imap(long.as_bytes()).names().count(), 1);
+        let many: Vec<String> = (0..500).map(|i| format!("C{i}")).collect();
+        let c = Capabilities::from_imap(many.join(" ").as_bytes());
+        assert_eq!(c.names().count(), MAX_CAPABILITIES);
+    }
+
+    #[test]
+    fn pop3_lines_keep_tags_and_sasl_mechanisms() {
+        let c = Capabilities::from_pop3([
+            &b"TOP"[..],
+            b"SASL PLAIN LOGIN",
+            b"user",
+            b"",
+            b"IMPLEMENTATION Dovecot 2.3",
+        ]);
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            ["IMPLEMENTATION", "SASL", "TOP", "USER"]
+        );
+        assert_eq!(c.mechanisms().collect::<Vec<_>>(), ["LOGIN", "PLAIN"]);
+    }
+
+    #[test]
+    fn login_replies_carry_post_login_lists() {
+        let code = BackendReply {
+            untagged: Vec::new(),
+            status: b"OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in".to_vec(),
+        };
+        let c = Capabilities::from_imap_login(&code).expect("code");
+        assert!(c.has("MOVE") && !c.has("LOGGED"));
+        let untagged = BackendReply {
+            untagged: b"* OK hi\r\n* CAPABILITY IMAP4rev1 QUOTA\r\n".to_vec(),
+            status: b"OK Logged in".to_vec(),
+        };
+        assert!(
+            Capabilities::from_imap_login(&untagged)
+                .expect("line")
+                .has("QUOTA")
+        );
+        let none = BackendReply {
+            untagged: Vec::new(),
+            status: b"OK Logged in".to_vec(),
+        };
+        assert_eq!(Capabilities::from_imap_login(&none), None);
+    }
+
+    #[test]
+    fn the_advertised_set_is_the_intersection() {
+        let dovecot = Capabilities::from_imap(b"IMAP4rev1 SASL-IR ID AUTH=PLAIN AUTH=LOGIN");
+        let no_ir = Capabilities::from_imap(b"IMAP4rev1 ID AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2");
+        let oauth = Capabilities::from_imap(b"IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER");
+        let all = Advertised::default();
+        assert_eq!(all.mechanism_names(false), ["PLAIN", "LOGIN"]);
+        assert_eq!(
+            all.mechanism_names(true),
+            ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"]
+        );
+        let a = all
+            .narrow(Protocol::Imap, &dovecot)
+            .narrow(Protocol::Imap, &no_ir);
+        assert!(!a.sasl_ir && a.id);
+        assert_eq!(a.mechanism_names(true), ["PLAIN", "LOGIN"]);
+        let b = all
+            .narrow(Protocol::Imap, &no_ir)
+            .narrow(Protocol::Imap, &oauth);
+        // PLAIN/LOGIN become a LOGIN command, which a backend without LOGINDISABLED takes.
+        assert_eq!(b.mechanism_names(true), ["PLAIN", "LOGIN", "XOAUTH2"]);
+        assert!(!b.id && !b.sasl_ir);
+        let disabled = Capabilities::from_imap(b"IMAP4rev1 LOGINDISABLED AUTH=XOAUTH2");
+        let c = all.narrow(Protocol::Imap, &disabled);
+        assert_eq!(c.mechanism_names(true), ["XOAUTH2"]);
+        // Order does not matter.
+        assert_eq!(
+            all.narrow(Protocol::Imap, &oauth)
+                .narrow(Protocol::Imap, &no_ir),
+            b
+        );
+    }
+
+    #[test]
+    fn pop3_intersection() {
+        let plain = Capabilities::from_pop3([&b"USER"[..], b"SASL PLAIN"]);
+        let oauth = Capabilities::from_pop3([&b"SASL PLAIN XOAUTH2"[..]]);
+        let a = Advertised::default().narrow(Protocol::Pop3, &oauth);
+        assert_eq!(a.mechanism_names(true), ["PLAIN", "LOGIN", "XOAUTH2"]);
+        // SASL-IR and ID are IMAP's; POP3 lists leave them alone.
+        assert!(a.sasl_ir && a.id);
+        let b = a.narrow(Protocol::Pop3, &plain);
+        assert_eq!(b.mechanism_names(true), ["PLAIN", "LOGIN"]);
+        // An RFC 1939-only server (no CAPA) takes USER/PASS.
+        let bare = Advertised::default().narrow(Protocol::Pop3, &Capabilities::default());
+        assert_eq!(bare.mechanism_names(true), ["PLAIN", "LOGIN"]);
+    }
+}
