@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod capabilities;
 pub mod conversation;
 mod drain;
 #[cfg(feature = "fuzzing")]
@@ -18,6 +19,9 @@ pub mod settings;
 pub mod view;
 
 pub use budget::{LoginPermit, Refusal, RefusalReason, SessionGuard};
+pub use capabilities::{
+    CapabilityBook, CapabilityChange, CapabilityRecord, Difference, Drift, Stage,
+};
 pub use conversation::{BoxStream, ProbeStream, after_login, logout};
 pub use kick::{
     Activity, KickHandle, KickReason, KickRegistry, KickRequest, KickSelector, SessionInfo,
