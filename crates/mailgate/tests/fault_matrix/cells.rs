@@ -12,7 +12,7 @@ pub const FALL: u32 = 3;
 /// Every backend step deadline of the matrix (`limits.backend_*_timeout`).
 pub const STEP: Duration = Duration::from_secs(1);
 /// Slack on every "within the deadline" bound (a loaded 2-core machine).
-pub const MARGIN: Duration = Duration::from_secs(3);
+pub const MARGIN: Duration = Duration::from_secs(6);
 /// `limits.idle_timeout` for spliced sessions.
 pub const IDLE: Duration = Duration::from_secs(2);
 /// `limits.auth_failure_delay`: a temporary failure must be answered well before it.
