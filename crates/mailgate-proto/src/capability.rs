@@ -157,6 +157,71 @@ impl Capabilities {
     }
 }
 
+/// How far a POP3 `CAPA` answer has arrived ([`read_pop3_capa`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapaRead {
+    /// More bytes are needed.
+    Need,
+    /// The answer is complete: the list (`None` for `-ERR`) and the bytes it took.
+    Done {
+        /// The capabilities, `None` when the server refused CAPA.
+        caps: Option<Capabilities>,
+        /// Bytes of `buf` the answer took.
+        consumed: usize,
+    },
+    /// Not a CAPA answer, or over the limits.
+    Invalid,
+}
+
+/// Read a POP3 `CAPA` answer (RFC 2449 §5) from the start of `buf`: lines of at most
+/// `max_line` bytes, at most `max_lines` of them.
+pub fn read_pop3_capa(buf: &[u8], max_line: usize, max_lines: usize) -> CapaRead {
+    let mut pos = 0;
+    let mut caps: Option<Capabilities> = None;
+    let mut lines = 0;
+    loop {
+        let rest = &buf[pos..];
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return if rest.len() > max_line {
+                CapaRead::Invalid
+            } else {
+                CapaRead::Need
+            };
+        };
+        if end > max_line {
+            return CapaRead::Invalid;
+        }
+        let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+        pos += end + 1;
+        match caps.as_mut() {
+            None if line.len() >= 3 && line[..3].eq_ignore_ascii_case(b"+OK") => {
+                caps = Some(Capabilities::default());
+            }
+            None if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"-ERR") => {
+                return CapaRead::Done {
+                    caps: None,
+                    consumed: pos,
+                };
+            }
+            None => return CapaRead::Invalid,
+            Some(_) if line == b"." => {
+                return CapaRead::Done {
+                    caps,
+                    consumed: pos,
+                };
+            }
+            Some(c) => {
+                lines += 1;
+                if lines > max_lines {
+                    return CapaRead::Invalid;
+                }
+                let line = line.strip_prefix(b".").unwrap_or(line);
+                c.add_pop3_line(line);
+            }
+        }
+    }
+}
+
 /// The SASL mechanisms mailgate itself speaks with clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
@@ -295,6 +360,36 @@ mod tests {
             ["IMPLEMENTATION", "SASL", "TOP", "USER"]
         );
         assert_eq!(c.mechanisms().collect::<Vec<_>>(), ["LOGIN", "PLAIN"]);
+    }
+
+    #[test]
+    fn pop3_capa_answers() {
+        let full = b"+OK\r\nTOP\r\nUIDL\r\n.\r\n+OK 1 2\r\n";
+        for cut in 0..full.len() - 9 {
+            assert_eq!(
+                read_pop3_capa(&full[..cut], 100, 10),
+                CapaRead::Need,
+                "{cut}"
+            );
+        }
+        let CapaRead::Done { caps, consumed } = read_pop3_capa(full, 100, 10) else {
+            panic!("complete")
+        };
+        assert_eq!(consumed, full.len() - 9);
+        assert!(caps.expect("+OK").has("UIDL"));
+        assert_eq!(
+            read_pop3_capa(b"-ERR no\r\nrest", 100, 10),
+            CapaRead::Done {
+                caps: None,
+                consumed: 9
+            }
+        );
+        assert_eq!(read_pop3_capa(b"* OK\r\n", 100, 10), CapaRead::Invalid);
+        assert_eq!(
+            read_pop3_capa(b"+OK\r\nA\r\nB\r\n", 100, 1),
+            CapaRead::Invalid
+        );
+        assert_eq!(read_pop3_capa(&[b'x'; 101], 100, 1), CapaRead::Invalid);
     }
 
     #[test]

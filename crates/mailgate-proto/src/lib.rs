@@ -31,7 +31,7 @@ pub mod secret;
 pub mod verdict;
 
 pub use action::{CloseReason, FrontAction, LoginVerdict, UpstreamAction, UpstreamError};
-pub use capability::{Advertised, Capabilities, Mechanism};
+pub use capability::{Advertised, CapaRead, Capabilities, Mechanism, read_pop3_capa};
 pub use config::{DEFAULT_GREETING, FrontConfig, UpstreamConfig};
 pub use limits::Limits;
 pub use login::{ClientAddr, Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
