@@ -158,6 +158,10 @@ class Dovecot:
     haproxy: bool = False
     # Dovecot's own delay before answering a failed login ("0": none; its default is 2s).
     auth_failure_delay: str = "0"
+    # Master users (name -> password): a master passdb, and ``user<sep>master`` logins
+    # (auth_master_user_separator) as well as SASL PLAIN with authzid log in as ``user``.
+    master_users: dict[str, str] = field(default_factory=dict)
+    master_separator: str = "*"
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -176,6 +180,10 @@ class Dovecot:
     @property
     def passwd_path(self) -> Path:
         return self.root / "users.passwd"
+
+    @property
+    def master_passwd_path(self) -> Path:
+        return self.root / "masters.passwd"
 
     @property
     def pid_path(self) -> Path:
@@ -218,6 +226,10 @@ class Dovecot:
             # Log every ID a client (mailgate) sends: "ID sent: name=..., x-...=...".
             "imap_id_log = *",
             "mail_location = maildir:~/Maildir",
+            *([f"auth_master_user_separator = {self.master_separator}",
+               "passdb {", "  driver = passwd-file",
+               f"  args = scheme=PLAIN username_format=%u {self.master_passwd_path}",
+               "  master = yes", "}"] if self.master_users else []),
             "passdb {",
             "  driver = passwd-file",
             f"  args = scheme=PLAIN username_format=%u {self.passwd_path}",
@@ -282,6 +294,10 @@ class Dovecot:
             "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in sorted(self.users.items()))
         )
         os.chmod(self.passwd_path, 0o644)
+        if self.master_users:
+            self.master_passwd_path.write_text(
+                "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in sorted(self.master_users.items())))
+            os.chmod(self.master_passwd_path, 0o644)
 
     # lifecycle
     def master_pid(self) -> int | None:
