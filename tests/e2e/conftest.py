@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import ci_skips
 import cyrus as cyrus_harness
 from certs import Pki, make_pki
 from dovecot import Dovecot, free_port, stop_instances_under, stop_many
@@ -71,6 +72,11 @@ def work_dir() -> Path:
         d = Path(tempfile.mkdtemp(prefix=f"mailgate-e2e-{os.getpid()}-"))
     os.chmod(d, 0o755)
     return d
+
+
+def pytest_configure(config):
+    """CI=true: a skipped test fails, unless marked ci_may_skip (tests/e2e/ci_skips.py)."""
+    ci_skips.register(config)
 
 
 def pytest_sessionstart(session):
