@@ -5,6 +5,11 @@
 //! life (about 1.6 GB for 100,000 idle IMAP IDLE sessions). [`Splice`] instead waits for
 //! the socket to become readable, borrows a buffer from a small per-thread pool only while
 //! data is moving, and gives it back as soon as the source would block.
+//!
+//! Bytes are counted per direction in plain fields and handed to a [`ByteSink`] (the
+//! `bytes_total` counters) in batches: once [`FLUSH_BYTES`] have moved, or at most
+//! [`FLUSH_INTERVAL`] after the first unreported byte (the splice's timer wakes for it),
+//! and the rest when the splice is dropped. No atomic operation per read.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -26,6 +31,16 @@ use crate::conn::Conn;
 const BUF_SIZE: usize = 64 * 1024;
 /// Buffers kept per worker thread for reuse (at most 4 MiB per thread).
 const POOL_MAX: usize = 64;
+/// Unreported bytes that make the splice report at once.
+pub const FLUSH_BYTES: u64 = 1024 * 1024;
+/// Longest a moved byte stays unreported while the session runs.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a running splice reports the bytes it moved (`mailgate_bytes_total`).
+pub trait ByteSink: std::fmt::Debug + Send + Sync {
+    /// Bytes moved client → backend (`up`) and backend → client (`down`) since the last call.
+    fn add(&self, up: u64, down: u64);
+}
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -211,6 +226,11 @@ pub struct Splice {
     client_done_at: Option<Instant>,
     /// Longest a write may make no progress.
     write_stall: Duration,
+    /// Where moved bytes are reported, and what of them was reported already.
+    sink: Option<Box<dyn ByteSink>>,
+    reported: (u64, u64),
+    /// When the oldest unreported byte must be reported.
+    report_at: Option<Instant>,
 }
 
 impl Splice {
@@ -242,6 +262,32 @@ impl Splice {
             boundary: None,
             client_done_at: None,
             write_stall: Duration::MAX,
+            sink: None,
+            reported: (0, 0),
+            report_at: None,
+        }
+    }
+
+    /// Report moved bytes to `sink` while the session runs (batched; see the module docs).
+    pub fn with_byte_sink(mut self, sink: impl ByteSink + 'static) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Report the bytes not yet reported if there are [`FLUSH_BYTES`] of them or they
+    /// waited [`FLUSH_INTERVAL`] (`force`: in any case).
+    fn report(&mut self, now: Instant, force: bool) {
+        let Some(sink) = &self.sink else { return };
+        let up = self.up.bytes - self.reported.0;
+        let down = self.down.bytes - self.reported.1;
+        if up == 0 && down == 0 {
+            return;
+        }
+        let due = *self.report_at.get_or_insert(now + FLUSH_INTERVAL);
+        if force || up + down >= FLUSH_BYTES || now >= due {
+            sink.add(up, down);
+            self.reported = (self.up.bytes, self.down.bytes);
+            self.report_at = None;
         }
     }
 
@@ -355,6 +401,7 @@ impl Future for Splice {
             if let Some(a) = &this.activity {
                 a.touch();
             }
+            this.report(now, false);
         }
         match (up, down) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
@@ -381,6 +428,9 @@ impl Future for Splice {
             if let Some(stall) = this.stall_deadline() {
                 deadline = deadline.min(stall);
             }
+            if let Some(at) = this.report_at {
+                deadline = deadline.min(at);
+            }
             if this.timer.deadline() != deadline {
                 this.timer.as_mut().reset(deadline);
             }
@@ -398,10 +448,21 @@ impl Future for Splice {
                 {
                     return Poll::Ready(SpliceEnd::ClientClosed);
                 }
-                Poll::Ready(()) => continue,
+                Poll::Ready(()) => {
+                    // The report's moment (it clears `report_at`), or a timer that moved.
+                    this.report(Instant::now(), false);
+                    continue;
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+impl Drop for Splice {
+    /// What was not reported yet goes out when the session ends.
+    fn drop(&mut self) {
+        self.report(Instant::now(), true);
     }
 }
 

@@ -215,3 +215,86 @@ async fn a_peer_that_does_not_read_is_cut_at_the_write_stall_limit() {
     assert!(matches!(end, SpliceEnd::WriteStalled), "{end:?}");
     writer.abort();
 }
+
+/// Records what a splice reports, and how often.
+#[derive(Debug, Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>>);
+
+impl ByteSink for Recorder {
+    fn add(&self, up: u64, down: u64) {
+        self.0.lock().expect("lock").push((up, down));
+    }
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<(u64, u64)> {
+        self.0.lock().expect("lock").clone()
+    }
+    fn total(&self) -> (u64, u64) {
+        self.calls()
+            .iter()
+            .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
+    }
+}
+
+/// Bytes show up in the counters while the session runs: a few bytes within the report
+/// interval (the splice wakes for them while idle), bulk in batches, not per read, and
+/// everything once the splice is dropped.
+#[tokio::test]
+async fn bytes_are_reported_while_running_in_batches() {
+    let (mut client, client_side) = pair().await;
+    let (backend_side, mut backend) = pair().await;
+    let rec = Recorder::default();
+    let splice = Splice::new(
+        Conn::Plain(client_side),
+        Conn::Plain(backend_side),
+        Vec::new(),
+        Vec::new(),
+        Duration::from_secs(600),
+    )
+    .with_byte_sink(rec.clone());
+    let task = tokio::spawn(async move {
+        let mut splice = splice;
+        let end = (&mut splice).await;
+        (end, splice.bytes_up(), splice.bytes_down())
+    });
+    client.write_all(b"a1 NOOP\r\n").await.expect("write");
+    let mut got = [0u8; 9];
+    backend.read_exact(&mut got).await.expect("read");
+    // Nothing else moves; the report still comes (bound: the interval + a generous margin).
+    let waited = tokio::time::Instant::now();
+    while rec.total() != (9, 0) {
+        assert!(
+            waited.elapsed() < FLUSH_INTERVAL + Duration::from_secs(10),
+            "not reported: {:?}",
+            rec.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Bulk: 8 MiB backend → client in small writes.
+    let started = tokio::time::Instant::now();
+    let big = vec![7u8; 8 * 1024 * 1024];
+    let writer = tokio::spawn(async move {
+        for chunk in big.chunks(4096) {
+            backend.write_all(chunk).await.expect("backend write");
+        }
+        backend.shutdown().await.expect("shutdown");
+        backend
+    });
+    let mut sink = Vec::new();
+    client.read_to_end(&mut sink).await.expect("client read");
+    assert_eq!(sink.len(), 8 * 1024 * 1024);
+    let _backend = writer.await.expect("writer");
+    let (end, up, down) = task.await.expect("splice");
+    assert!(matches!(end, SpliceEnd::BackendClosed), "{end:?}");
+    assert_eq!((up, down), (9, 8 * 1024 * 1024));
+    // Dropped: everything reported, exactly once.
+    assert_eq!(rec.total(), (9, 8 * 1024 * 1024));
+    let batches = rec.calls().len() as u64;
+    let by_time = started.elapsed().as_secs() + 1;
+    let most = 1 + down / FLUSH_BYTES + 1 + by_time;
+    assert!(
+        batches <= most,
+        "{batches} reports for {down} bytes (at most {most})"
+    );
+}

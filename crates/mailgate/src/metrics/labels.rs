@@ -210,3 +210,62 @@ impl ConnRefusal {
     }
 }
 label_value!(ConnRefusal);
+
+/// `{listener,reason}` of failed TLS handshakes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsFailureLabel {
+    /// `imap`, `imaps`, `pop3`, `pop3s` (STARTTLS / STLS on `imap` / `pop3`).
+    pub listener: &'static str,
+    /// Why the handshake failed.
+    pub reason: TlsFailure,
+}
+
+/// Why a client's TLS handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// Not done within `limits.tls_handshake_timeout`.
+    Timeout,
+    /// The client closed or reset the connection during the handshake.
+    Eof,
+    /// The client offered ALPN without `imap` / `pop3` (strict ALPN).
+    Alpn,
+    /// The client refused mailgate's certificate (an alert: unknown CA, expired, bad name).
+    Certificate,
+    /// Anything else the TLS library refused: not TLS at all, no common version or cipher
+    /// suite, a malformed message.
+    Protocol,
+}
+
+impl TlsFailure {
+    /// Every value.
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::Timeout,
+        TlsFailure::Eof,
+        TlsFailure::Alpn,
+        TlsFailure::Certificate,
+        TlsFailure::Protocol,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Eof => "eof",
+            TlsFailure::Alpn => "alpn",
+            TlsFailure::Certificate => "certificate",
+            TlsFailure::Protocol => "protocol",
+        }
+    }
+}
+label_value!(TlsFailure);
+
+/// `{version,git_commit,rustc}` of `mailgate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// The package version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// `MAILGATE_GIT_COMMIT` at build time, or `unknown`.
+    pub git_commit: &'static str,
+    /// The compiler's `rustc --version`, or `unknown`.
+    pub rustc: &'static str,
+}

@@ -6,10 +6,13 @@
 //! (`session::SessionMetrics`), logins and budgets (`admission::LoginMetrics`), probes
 //! (`prober::ProbeMetrics`), reloads (`reload::ConfigMetrics`), health-state gauges refreshed
 //! at each scrape (`admin::StateGauges`) and the log writer. [`Metrics::build`] registers
-//! every group, in one place (the proxy's assembly).
+//! every group, in one place (the proxy's assembly), plus `build_info` and the
+//! `process_*` families ([`process`], read from `/proc` at each scrape).
 
+pub mod build_info;
 pub mod labels;
 pub mod names;
+pub mod process;
 
 pub use labels::*;
 
@@ -40,6 +43,8 @@ pub fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`: the client libraries' names, without the `mailgate_` prefix.
+    process: Registry,
     groups: Vec<Arc<dyn MetricGroup>>,
     /// Backends exported at the last scrape (to drop the series of removed ones), and the
     /// lock that keeps a refresh and its encoding together.
@@ -53,8 +58,12 @@ impl Metrics {
         for g in &groups {
             g.register(&mut registry);
         }
+        build_info::register(&mut registry);
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
+            process,
             groups,
             scrape: Mutex::new(BTreeSet::new()),
         }
@@ -77,8 +86,12 @@ impl Metrics {
 
     /// The text exposition as it stands.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out

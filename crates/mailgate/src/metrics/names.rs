@@ -42,3 +42,7 @@ pub const TLS_CERT_NOT_AFTER: &str = "tls_certificate_not_after_timestamp_second
 pub const LOG_LINES_DROPPED: &str = "log_lines_dropped";
 /// `mailgate_connections_refused_total`
 pub const CONNECTIONS_REFUSED: &str = "connections_refused";
+/// `mailgate_tls_handshake_failures_total`
+pub const TLS_HANDSHAKE_FAILURES: &str = "tls_handshake_failures";
+/// `mailgate_build_info`
+pub const BUILD_INFO: &str = "build_info";

@@ -171,3 +171,56 @@ fn every_metric_is_documented() {
     }
     assert!(n >= 18, "only {n} families");
 }
+
+#[test]
+fn build_info_and_process_families_are_exported_once() {
+    let a = all();
+    let text = scrape(&a, &[status("b", HealthState::Up, false)], None);
+    let build = line(&text, "mailgate_build_info{").expect("build_info");
+    assert!(
+        build.starts_with(&format!(
+            "mailgate_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        )) && build.ends_with("} 1"),
+        "{build}"
+    );
+    assert!(build.contains("rustc=\"1."), "{build}");
+    for name in [
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_cpu_seconds_total",
+    ] {
+        let l = line(&text, &format!("{name} ")).unwrap_or_else(|| panic!("{name}\n{text}"));
+        let v: f64 = l[name.len() + 1..].parse().expect("value");
+        assert!(v >= 0.0, "{l}");
+    }
+    // Two registries, one exposition: one EOF marker, at the end.
+    assert_eq!(text.matches("# EOF").count(), 1);
+    assert!(text.ends_with("# EOF\n"));
+    // No mailgate_ prefix on the process families.
+    assert!(!text.contains("mailgate_process_"));
+}
+
+#[test]
+fn tls_handshake_failures_are_labelled_by_listener_and_reason() {
+    let a = all();
+    for r in crate::metrics::TlsFailure::ALL {
+        a.sessions.tls_handshake_failed(ListenerKind::Imaps, r);
+    }
+    a.sessions
+        .tls_handshake_failed(ListenerKind::Imap, crate::metrics::TlsFailure::Eof);
+    let text = scrape(&a, &[], None);
+    for r in crate::metrics::TlsFailure::ALL {
+        let want = format!(
+            "mailgate_tls_handshake_failures_total{{listener=\"imaps\",reason=\"{}\"}} 1",
+            r.as_str()
+        );
+        assert!(text.contains(&want), "{want}\n{text}");
+    }
+    assert!(
+        text.contains("mailgate_tls_handshake_failures_total{listener=\"imap\",reason=\"eof\"} 1")
+    );
+}

@@ -55,6 +55,10 @@ impl Session<'_> {
         if protocol == Protocol::Imap {
             splice = splice.with_imap_boundary();
         }
+        // bytes_total grows while the session runs (in batches, and the rest at the end).
+        if let Some(backend) = &self.summary.backend {
+            splice = splice.with_byte_sink(ctx.metrics().byte_counters(backend));
+        }
         // Where in the close window this session ends after the shutdown grace.
         let window = self.rt.shutdown_close_window;
         let spread = window.mul_f64(fastrand::f64());
@@ -104,10 +108,6 @@ impl Session<'_> {
         };
         self.summary.bytes_up = splice.bytes_up();
         self.summary.bytes_down = splice.bytes_down();
-        if let Some(backend) = &self.summary.backend {
-            ctx.metrics()
-                .add_bytes(backend, self.summary.bytes_up, self.summary.bytes_down);
-        }
         drop(splice);
         drop(slot);
         outcome

@@ -115,9 +115,15 @@ impl<'a> Session<'a> {
             mailgate_proto::Protocol::Pop3 => tls.pop3.clone(),
         };
         let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
-        match timeout(self.rt.limits.tls_handshake_timeout, Box::pin(accept)).await {
-            Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream)))),
-            _ => Err(Outcome::TlsFailed),
-        }
+        let failed = match timeout(self.rt.limits.tls_handshake_timeout, Box::pin(accept)).await {
+            Ok(Ok(stream)) => {
+                return Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))));
+            }
+            Ok(Err(e)) => super::session_metrics::tls_failure(&e),
+            Err(_) => crate::metrics::TlsFailure::Timeout,
+        };
+        self.ctx.metrics().tls_handshake_failed(self.kind, failed);
+        self.summary.close_detail = Some(failed.as_str());
+        Err(Outcome::TlsFailed)
     }
 }
