@@ -39,6 +39,19 @@ class _SkipsFailInCi:
                            f"(scripts/install-deps.sh installs it): {reason}")
 
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(self, collector):
+        """A module that skips as a whole (``pytest.importorskip`` at import)."""
+        outcome = yield
+        report = outcome.get_result()
+        if report.skipped:
+            longrepr = report.longrepr
+            reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+            report.outcome = "failed"
+            report.longrepr = (f"skipped at collection, but CI=true: tests that need a tool "
+                               f"must run in CI (scripts/install-deps.sh installs it): {reason}")
+
+
 def register(config) -> None:
     """Declare the marker; under CI=true install the hook."""
     config.addinivalue_line(
