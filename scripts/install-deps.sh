@@ -2,7 +2,8 @@
 # Installs what mailgate's tests and demo need on Debian: Dovecot (with its package
 # services kept from starting), Cyrus IMAP (unpacked into $CYRUS_ROOT, see below), openssl,
 # curl, chromium (status page test), dnsmasq-base (a DNS server the backend DNS test runs
-# on loopback; no service), prometheus (promtool checks
+# on loopback; no service), haproxy (in front of mailgate in the PROXY v1/v2 e2e test; its
+# service is disabled), prometheus (promtool checks
 # deploy/prometheus/alerts.yaml), and Python's pytest and prometheus_client (parses
 # /metrics). Idempotent.
 set -euo pipefail
@@ -11,7 +12,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base; do
+for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base haproxy; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 
@@ -31,6 +32,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     if command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
         $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+        # haproxy: only the e2e suite runs it (tests/e2e/test_haproxy_front.py), in the foreground.
+        $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
     fi
 fi
 

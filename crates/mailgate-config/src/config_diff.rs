@@ -60,14 +60,6 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "the reloader reads the guard's mode at start",
     ),
     (
-        "upgrade_grace",
-        "the running process reads it at start (a binary upgrade's new process reads the new value)",
-    ),
-    (
-        "resolver",
-        "the backend client builds its DNS resolver at start",
-    ),
-    (
         "admin.token_file",
         "the token store reads the file named at start (the token in it reloads)",
     ),
@@ -129,7 +121,6 @@ impl ConfigDiff {
             shutdown_close_window,
             greeting,
             oauth,
-            resolver,
             reload_guard,
             source: _,
         } = new;
@@ -164,7 +155,6 @@ impl ConfigDiff {
             "shutdown_close_window",
             &old.shutdown_close_window,
             shutdown_close_window,
-        c.field("resolver", &old.resolver, resolver);
         );
         c.field("greeting", &old.greeting, greeting);
         c.field("oauth", &old.oauth, oauth);
