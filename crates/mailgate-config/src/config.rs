@@ -41,6 +41,11 @@ pub struct Config {
     /// this window (each at a quiet moment, IMAP with a `* BYE`), not all at one instant.
     #[serde(default = "d5s", with = "crate::duration")]
     pub shutdown_close_window: Duration,
+    /// After a binary upgrade (SIGUSR2, `mailgate ctl upgrade`) the old process keeps its
+    /// spliced sessions this long at most, then closes the rest spread over
+    /// `shutdown_close_window`.
+    #[serde(default = "d1h", with = "crate::duration")]
+    pub upgrade_grace: Duration,
     /// Text of the greeting after `* OK` / `+OK` (default: a neutral text, no version).
     #[serde(default)]
     pub greeting: Option<String>,
@@ -301,6 +306,9 @@ fn d5s() -> Duration {
 }
 fn d30s() -> Duration {
     Duration::from_secs(30)
+}
+fn d1h() -> Duration {
+    Duration::from_secs(3600)
 }
 impl Default for AdminConfig {
     fn default() -> Self {

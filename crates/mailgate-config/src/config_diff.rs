@@ -60,6 +60,10 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "the reloader reads the guard's mode at start",
     ),
     (
+        "upgrade_grace",
+        "the running process reads it at start (a binary upgrade's new process reads the new value)",
+    ),
+    (
         "admin.token_file",
         "the token store reads the file named at start (the token in it reloads)",
     ),
@@ -119,6 +123,7 @@ impl ConfigDiff {
             limits,
             shutdown_grace,
             shutdown_close_window,
+            upgrade_grace,
             greeting,
             oauth,
             reload_guard,
@@ -156,6 +161,7 @@ impl ConfigDiff {
             &old.shutdown_close_window,
             shutdown_close_window,
         );
+        c.field("upgrade_grace", &old.upgrade_grace, upgrade_grace);
         c.field("greeting", &old.greeting, greeting);
         c.field("oauth", &old.oauth, oauth);
         c.field("reload_guard", &old.reload_guard, reload_guard);

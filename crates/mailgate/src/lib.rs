@@ -28,6 +28,7 @@ pub mod session;
 pub mod splice;
 pub mod tls;
 pub mod topology;
+pub mod upgrade;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -57,8 +58,12 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Sockets of the process this one replaces (binary upgrade) or from systemd socket
+        // activation: binding an address takes the inherited socket (crate::upgrade).
+        let parent = upgrade::inherit_sockets().await.context("upgrade hand-over")?;
         let listeners = proxy::Listeners::bind(&config)?;
         let admin_listeners = admin::bind(&config)?;
+        upgrade::inherit::close_unclaimed();
         let routing_file = config.routing_file.clone();
         let proxy = proxy::Proxy::new(config, loaded.table, tls);
         proxy.set_admin_tokens(admin_listeners.tokens());
@@ -66,8 +71,9 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         // as /readyz answers must find them.
         let shutdown = shutdown_signal();
         let _watcher = reload::spawn_triggers(proxy.reloader(), &routing_file);
-        let admin = admin::start(proxy.admin_context(), admin_listeners);
-        proxy::serve(proxy, listeners, shutdown).await;
+        let supervisor = upgrade::Supervisor::new(&proxy, parent);
+        let admin = upgrade::AdminSlot::new(admin::start(proxy.admin_context(), admin_listeners));
+        proxy::serve(proxy, listeners, supervisor.run(admin.clone(), shutdown)).await;
         admin.stop().await;
         Ok(ExitCode::SUCCESS)
     })

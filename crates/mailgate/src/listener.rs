@@ -13,6 +13,10 @@ use crate::session::SessionContext;
 /// Bind a listener (IPv4 or IPv6; an IPv6 wildcard listener is IPv6-only so that an IPv4
 /// listener on the same port can coexist).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    // A socket handed over by the process this one replaces (or by systemd) stays open.
+    if let Some(inherited) = crate::upgrade::inherit::take(addr) {
+        return inherited;
+    }
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => {
@@ -28,10 +32,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accept connections until shutdown starts; each session runs on the task tracker.
 pub async fn accept_loop(ctx: Arc<SessionContext>, kind: ListenerKind, listener: TcpListener) {
+    // Offered to a binary upgrade's new process while this loop runs.
+    let listener = Arc::new(listener);
+    crate::upgrade::inherit::offer(kind.name(), &listener);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = ctx.lifecycle().shutting_down() => break,
+            _ = ctx.lifecycle().accepting_stopped() => break,
         };
         match accepted {
             Ok((tcp, peer)) => {

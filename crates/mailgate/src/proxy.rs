@@ -309,7 +309,8 @@ pub async fn serve(
     });
     shutdown.await;
     let lifecycle = &proxy.lifecycle;
-    let grace = proxy.config.shutdown_grace;
+    // None left when a binary upgrade's drain already served upgrade_grace.
+    let grace = lifecycle.remaining_grace(proxy.config.shutdown_grace);
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
         active = lifecycle.sessions(),

@@ -123,7 +123,13 @@ pub async fn handle(
         "/metrics" | "/healthz" | "/readyz" | "/status" | "/" => {
             http::method_not_allowed("GET, HEAD")
         }
-        "/reload" | "/kick" if method != Method::POST => http::method_not_allowed("POST"),
+        "/reload" | "/kick" | "/upgrade" if method != Method::POST => {
+            http::method_not_allowed("POST")
+        }
+        "/upgrade" => match authorize(&state, &req, peer) {
+            None => crate::upgrade::endpoint::upgrade(&state.ctx.lifecycle, peer).await,
+            Some(refusal) => refusal,
+        },
         "/reload" => match authorize(&state, &req, peer) {
             None => reload(&state, peer).await,
             Some(refusal) => refusal,

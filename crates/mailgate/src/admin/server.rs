@@ -40,6 +40,9 @@ pub async fn serve(
         Surface::Admin => "admin",
         Surface::Public => "status",
     };
+    // Offered to a binary upgrade's new process while this server runs.
+    let listener = std::sync::Arc::new(listener);
+    crate::upgrade::inherit::offer(name, &listener);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
