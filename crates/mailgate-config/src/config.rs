@@ -34,6 +34,9 @@ pub struct Config {
     /// Pre-auth limits, per-IP caps, timeouts.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How backend host names are resolved (DNS servers, last good addresses).
+    #[serde(default)]
+    pub resolver: crate::resolver::ResolverConfig,
     /// How long spliced sessions may continue after shutdown begins.
     #[serde(default = "d30s", with = "crate::duration")]
     pub shutdown_grace: Duration,

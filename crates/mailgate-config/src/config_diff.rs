@@ -64,6 +64,10 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "the running process reads it at start (a binary upgrade's new process reads the new value)",
     ),
     (
+        "resolver",
+        "the backend client builds its DNS resolver at start",
+    ),
+    (
         "admin.token_file",
         "the token store reads the file named at start (the token in it reloads)",
     ),
@@ -121,6 +125,7 @@ impl ConfigDiff {
             admin,
             log,
             limits,
+            resolver,
             shutdown_grace,
             shutdown_close_window,
             upgrade_grace,
@@ -155,6 +160,7 @@ impl ConfigDiff {
         c.field("log.level", &old.log.level, level);
         c.field("log.format", &old.log.format, format);
         limits_diff(&mut c, &old.limits, limits);
+        c.field("resolver", &old.resolver, resolver);
         c.field("shutdown_grace", &old.shutdown_grace, shutdown_grace);
         c.field(
             "shutdown_close_window",

@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod lookup;
 pub mod normalize;
 mod reload_guard;
+mod resolver;
 mod schema;
 mod table;
 mod validate;
@@ -35,6 +36,7 @@ pub use diff::{BackendChange, Move, RoutingDiff};
 pub use lookup::{LoginForm, Route, RouteRule, RoutedLogin};
 pub use mailgate_proto::Secret;
 pub use reload_guard::ReloadGuard;
+pub use resolver::{ResolverConfig, parse_nameserver};
 pub use table::{
     Backend, BackendTls, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe, RouteCounts,
     RoutingTable,

@@ -98,7 +98,7 @@ impl Proxy {
         groups.config.set_routes(&runtime.routing);
         groups.logins.sync_backends(&runtime.routing);
         let runtime = RuntimeHandle::new(runtime);
-        let backends = Arc::new(BackendClient::new());
+        let backends = Arc::new(BackendClient::with_resolver(&config.resolver));
         let lifecycle = Arc::new(Lifecycle::new());
         let sessions = Arc::new(SessionContext::new(
             runtime.clone(),

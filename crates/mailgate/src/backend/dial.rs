@@ -1,49 +1,91 @@
-//! Reaching a backend: resolve its name (TTL-aware, keeping the last good addresses when
-//! DNS fails), connect (one retry on another address — nothing has been sent yet), the
-//! PROXY v2 header where the backend wants one, and implicit TLS. Each step under its own
-//! deadline.
+//! Reaching a backend: resolve its name (TTL-aware; when DNS fails, the last good addresses
+//! stand in until `resolver.keep_last_good` after their TTL ran out), connect (one retry on
+//! another address — nothing has been sent yet), the PROXY v2 header where the backend
+//! wants one, and implicit TLS. Each step under its own deadline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use hickory_resolver::TokioResolver;
-use mailgate_config::{Backend, BackendTls, ForwardClient};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig as DnsConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mailgate_config::{Backend, BackendTls, ForwardClient, ResolverConfig};
 use mailgate_proto::Protocol;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use super::error::{BackendError, Failure, Step};
 use super::{Deadlines, Target};
 use crate::conn::Conn;
 use crate::tls;
 
+/// A host's last good answer and until when it may stand in for a failing DNS.
+#[derive(Debug, Clone)]
+struct LastGood {
+    ips: Vec<IpAddr>,
+    /// The answer's TTL end plus `keep_last_good`.
+    usable_until: Instant,
+}
+
 /// Resolver, last good addresses and TLS client configurations, shared by every dial.
 pub(super) struct Dialer {
     resolver: Option<TokioResolver>,
-    last_good: DashMap<String, Vec<IpAddr>>,
+    keep_last_good: Duration,
+    last_good: DashMap<String, LastGood>,
     client_tls: DashMap<(Option<std::path::PathBuf>, bool), Arc<ClientConfig>>,
     /// mailgate's own listeners: never dialled (the loop guard).
     pub(super) own: super::own::OwnListeners,
 }
 
-impl Dialer {
-    pub(super) fn new() -> Self {
-        let resolver = TokioResolver::builder_tokio()
+/// The resolver of `cfg`: its name servers (UDP, TCP for truncated answers), or the
+/// system's configuration when it names none. `None` (the OS resolver is used) when the
+/// system's configuration cannot be read.
+fn build_resolver(cfg: &ResolverConfig) -> Option<TokioResolver> {
+    if cfg.nameservers.is_empty() {
+        return TokioResolver::builder_tokio()
             .ok()
             .and_then(|b| b.build().ok());
+    }
+    let servers = cfg
+        .nameservers
+        .iter()
+        .map(|addr| {
+            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+            for c in &mut ns.connections {
+                c.port = addr.port();
+            }
+            ns
+        })
+        .collect();
+    let config = DnsConfig::from_parts(None, Vec::new(), servers);
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    // Only the configured servers answer: no /etc/hosts beside them.
+    builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    builder.build().ok()
+}
+
+impl Dialer {
+    pub(super) fn new(cfg: &ResolverConfig) -> Self {
+        let resolver = build_resolver(cfg);
+        if resolver.is_none() {
+            tracing::warn!("DNS resolver not available; using the operating system's resolver");
+        }
         Dialer {
             resolver,
+            keep_last_good: cfg.keep_last_good,
             last_good: DashMap::new(),
             client_tls: DashMap::new(),
             own: super::own::OwnListeners::default(),
         }
     }
 
-    /// Addresses of `host`; an IP literal is used as is (no DNS, no timer).
+    /// Addresses of `host`; an IP literal is used as is (no DNS, no timer). When DNS fails,
+    /// the last good answer while it is usable (its TTL end plus `keep_last_good`).
     pub(super) async fn resolve(
         &self,
         host: &str,
@@ -61,30 +103,57 @@ impl Dialer {
                 Some(r) => r
                     .lookup_ip(host)
                     .await
-                    .map(|l| l.iter().collect::<Vec<_>>())
+                    .map(|l| (l.iter().collect::<Vec<_>>(), Some(l.valid_until())))
                     .map_err(|e| e.to_string()),
                 None => tokio::net::lookup_host((host, 0))
                     .await
-                    .map(|it| it.map(|a| a.ip()).collect())
+                    .map(|it| (it.map(|a| a.ip()).collect(), None))
                     .map_err(|e| e.to_string()),
             }
         };
         let fresh = match timeout(d.resolve, lookup).await {
-            Ok(Ok(ips)) if !ips.is_empty() => {
-                self.last_good.insert(host.to_string(), ips.clone());
+            Ok(Ok((ips, valid_until))) if !ips.is_empty() => {
+                let ttl_end = valid_until.map_or_else(Instant::now, Instant::from_std);
+                self.remember(host, &ips, ttl_end);
                 return Ok(ips);
             }
             Ok(Ok(_)) => BackendError::new(Step::Resolve, Failure::Resolve("no addresses".into())),
             Ok(Err(e)) => BackendError::new(Step::Resolve, Failure::Resolve(e)),
             Err(_) => BackendError::new(Step::Resolve, Failure::Timeout(d.resolve)),
         };
-        match self.last_good.get(host) {
-            Some(ips) => {
-                tracing::warn!(host, error = %fresh, "DNS failed; using the last good addresses");
-                Ok(ips.clone())
-            }
-            None => Err(fresh),
+        self.fall_back(host, fresh, Instant::now())
+    }
+
+    /// Keep `ips` as the last good answer of `host`, usable until `keep_last_good` after
+    /// `ttl_end`.
+    fn remember(&self, host: &str, ips: &[IpAddr], ttl_end: Instant) {
+        let entry = LastGood {
+            ips: ips.to_vec(),
+            usable_until: ttl_end + self.keep_last_good,
+        };
+        self.last_good.insert(host.to_string(), entry);
+    }
+
+    /// DNS failed with `fresh`: the last good answer of `host` if it is still usable at
+    /// `now`, else `fresh` (and the expired answer is forgotten).
+    fn fall_back(
+        &self,
+        host: &str,
+        fresh: BackendError,
+        now: Instant,
+    ) -> Result<Vec<IpAddr>, BackendError> {
+        let Some(last) = self.last_good.get(host).map(|e| e.clone()) else {
+            return Err(fresh);
+        };
+        if now <= last.usable_until {
+            let left = last.usable_until.saturating_duration_since(now);
+            tracing::warn!(host, error = %fresh, usable_for_ms = left.as_millis() as u64, "DNS failed; using the last good addresses");
+            return Ok(last.ips);
         }
+        self.last_good
+            .remove_if(host, |_, e| e.usable_until == last.usable_until);
+        tracing::warn!(host, error = %fresh, "DNS failed and the last good addresses expired (resolver.keep_last_good); refusing");
+        Err(fresh)
     }
 
     /// `ips` without the addresses that reach one of mailgate's own listeners; an error
@@ -231,5 +300,70 @@ impl Dialer {
             return self.handshake(backend, tcp, d).await;
         }
         Ok(Conn::Plain(tcp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialer(keep: Duration) -> Dialer {
+        Dialer::new(&ResolverConfig {
+            nameservers: vec![SocketAddr::from(([127, 0, 0, 1], 9))],
+            keep_last_good: keep,
+        })
+    }
+
+    fn failure() -> BackendError {
+        BackendError::new(Step::Resolve, Failure::Resolve("no answer".into()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_good_answer_stands_in_until_keep_last_good_after_its_ttl() {
+        let d = dialer(Duration::from_secs(5));
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let ttl_end = Instant::now() + Duration::from_secs(2);
+        d.remember("mail.test", &[ip], ttl_end);
+        let at = |s: u64| ttl_end + Duration::from_secs(s);
+        assert_eq!(
+            d.fall_back("mail.test", failure(), at(0)).ok(),
+            Some(vec![ip])
+        );
+        assert_eq!(
+            d.fall_back("mail.test", failure(), at(5)).ok(),
+            Some(vec![ip])
+        );
+        let err = d.fall_back("mail.test", failure(), at(6));
+        assert!(matches!(err, Err(e) if e.step == Step::Resolve));
+        // Forgotten once expired: a later failure has nothing to fall back on.
+        assert!(d.fall_back("mail.test", failure(), at(1)).is_err());
+        assert!(d.fall_back("other.test", failure(), at(0)).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_zero_ends_at_the_ttl_and_a_fresh_answer_renews() {
+        let d = dialer(Duration::ZERO);
+        let (a, b): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        let t0 = Instant::now();
+        d.remember("m.test", &[a], t0 + Duration::from_secs(1));
+        assert!(
+            d.fall_back("m.test", failure(), t0 + Duration::from_secs(1))
+                .is_ok()
+        );
+        assert!(
+            d.fall_back("m.test", failure(), t0 + Duration::from_secs(2))
+                .is_err()
+        );
+        d.remember("m.test", &[b], t0 + Duration::from_secs(10));
+        let got = d.fall_back("m.test", failure(), t0 + Duration::from_secs(10));
+        assert_eq!(got.ok(), Some(vec![b]));
+    }
+
+    #[tokio::test]
+    async fn an_ip_literal_needs_no_dns() {
+        let d = dialer(Duration::ZERO);
+        let deadlines = Deadlines::from_limits(&mailgate_config::LimitsConfig::default());
+        let ips = d.resolve("[::1]", &deadlines).await.ok();
+        assert_eq!(ips, Some(vec![IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]));
     }
 }

@@ -220,6 +220,12 @@ impl BackendClient {
             tracing::error!(
                 backend = %l.backend,
                 key = %format!("backends.{}.{}", l.backend, l.key),
+        BackendClient::with_resolver(&mailgate_config::ResolverConfig::default())
+    }
+
+    /// A client resolving backend names as `resolver:` says (name servers, how long the
+    /// last good addresses stand in for a failing DNS).
+    pub fn with_resolver(resolver: &mailgate_config::ResolverConfig) -> Self {
                 "{}",
                 l.message()
             );
