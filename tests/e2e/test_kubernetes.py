@@ -26,7 +26,7 @@ jsonschema = pytest.importorskip("jsonschema")
 from certs import make_pki  # noqa: E402
 from clients import imap_backend, imap_open  # noqa: E402
 from layout import PASSWORD  # noqa: E402
-from mailgate_proc import mailgate_binary  # noqa: E402
+from mailgate_proc import free_port, mailgate_binary  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"
@@ -334,6 +334,29 @@ def test_configmap_config_passes_mailgate_check_as_mounted(tmp_path):
     result = subprocess.run([str(mailgate_binary()), "check", "-c", str(root / "mailgate.yaml")],
                             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode != 0, "an unfilled Secret must not pass"
+
+
+@pytest.mark.parametrize("empty", ["certificate", "admin token"])
+def test_an_unfilled_secret_stops_mailgate_at_start(tmp_path, empty):
+    """`mailgate check` does not open certificates or the token; `mailgate run` refuses
+    them empty. Listeners moved to loopback ports for the test."""
+    cert, key = _cert_files(tmp_path)
+    if empty == "certificate":
+        files = projected_files(b"", b"", "probe-password", "admin-token")
+    else:
+        files = projected_files(cert, key, "probe-password", "")
+    text = files["mailgate.yaml"].decode()
+    for addr in re.findall(r"0\.0\.0\.0:\d+", text):
+        text = text.replace(addr, f"127.0.0.1:{free_port()}")
+    assert "0.0.0.0" not in text
+    files["mailgate.yaml"] = text.encode()
+    root = tmp_path / "etc-mailgate"
+    kubelet_write(root, files)
+    result = subprocess.run([str(mailgate_binary()), "run", "-c", str(root / "mailgate.yaml")],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    expected = "tls.crt" if empty == "certificate" else "admin.token"
+    assert expected in result.stderr, result.stderr
 
 
 def _backend_of(mg, pki, user: str) -> str:
