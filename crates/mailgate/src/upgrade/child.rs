@@ -59,7 +59,9 @@ impl ParentLink {
             Ok(Ok((l, _))) if l == "handover" => {
                 tracing::info!("upgrade: the old process handed over; this one is in charge")
             }
-            Ok(Ok((l, _))) => tracing::warn!(reply = %l.chars().take(80).collect::<String>(), "upgrade: unexpected reply"),
+            Ok(Ok((l, _))) => {
+                tracing::warn!(reply = %l.chars().take(80).collect::<String>(), "upgrade: unexpected reply")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "upgrade: the old process did not confirm"),
             Err(_) => tracing::warn!("upgrade: no confirmation from the old process in time"),
         }

@@ -34,8 +34,13 @@ pub async fn send(stream: &UnixStream, line: &[u8], fds: &[BorrowedFd<'_>]) -> i
             if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
                 return Err(io::Error::other("control buffer too small"));
             }
-            rustix::net::sendmsg(stream, &[IoSlice::new(line)], &mut control, SendFlags::NOSIGNAL)
-                .map_err(io::Error::from)
+            rustix::net::sendmsg(
+                stream,
+                &[IoSlice::new(line)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+            .map_err(io::Error::from)
         })
         .await?;
     if sent != line.len() {

@@ -113,7 +113,11 @@ mod tests {
         let l = Arc::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
         let addr = l.local_addr().expect("addr");
         offer("pop3", &l);
-        let has = |a| offered().iter().any(|(_, l)| l.local_addr().ok() == Some(a));
+        let has = |a| {
+            offered()
+                .iter()
+                .any(|(_, l)| l.local_addr().ok() == Some(a))
+        };
         assert!(has(addr));
         drop(l);
         assert!(!has(addr));

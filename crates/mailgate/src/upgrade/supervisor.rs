@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::UpgradeError;
 use super::child::ParentLink;
 use super::parent::{self, Successor};
 use super::systemd::{self, Notifier};
-use super::UpgradeError;
 use crate::admin::AdminHandle;
 use crate::lifecycle::{Lifecycle, UpgradeDone, UpgradeRequest, UpgradeResult};
 use crate::proxy::Proxy;
@@ -64,7 +64,9 @@ impl Supervisor {
     pub fn new(proxy: &Proxy, parent: Option<ParentLink>) -> Supervisor {
         let notifier = Notifier::from_env();
         let usr2 = signal(SignalKind::user_defined2())
-            .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGUSR2; upgrade via the admin API"))
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot handle SIGUSR2; upgrade via the admin API"),
+            )
             .ok();
         let hup = notifier
             .as_ref()
@@ -203,7 +205,10 @@ impl Supervisor {
                 Ok(_) => "STATUS=reloaded".to_string(),
                 Err(e) => {
                     let first = e.to_string().lines().next().unwrap_or("").to_string();
-                    format!("STATUS=reload failed: {}", first.chars().take(200).collect::<String>())
+                    format!(
+                        "STATUS=reload failed: {}",
+                        first.chars().take(200).collect::<String>()
+                    )
                 }
             };
             n.send(&format!("READY=1\n{status}"));

@@ -82,10 +82,10 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
     let usec: u64 = usec?.trim().parse().ok().filter(|n| *n > 0)?;
-    if let Some(pid) = pid.filter(|p| !p.is_empty()) {
-        if pid.trim().parse::<u32>().ok()? != me {
-            return None;
-        }
+    if let Some(pid) = pid.filter(|p| !p.is_empty())
+        && pid.trim().parse::<u32>().ok()? != me
+    {
+        return None;
     }
     Some(Duration::from_micros(usec / 2))
 }
@@ -99,7 +99,10 @@ pub fn activated_sockets() -> Vec<(String, std::net::TcpListener)> {
         .unwrap_or_default();
     let mut out = Vec::new();
     for i in 0..fds.len() {
-        let name = names.get(i).cloned().unwrap_or_else(|| format!("fd{}", i + 3));
+        let name = names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("fd{}", i + 3));
         match fds.take_tcp_listener(i) {
             Ok(Some(l)) => {
                 if let Err(e) = rustix::io::fcntl_setfd(&l, rustix::io::FdFlags::CLOEXEC) {
@@ -108,7 +111,9 @@ pub fn activated_sockets() -> Vec<(String, std::net::TcpListener)> {
                 out.push((name, l));
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(%name, error = %e, "activated socket is not a TCP listener: ignored"),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "activated socket is not a TCP listener: ignored")
+            }
         }
     }
     out
@@ -142,7 +147,12 @@ mod tests {
         let len = server.recv(&mut buf).expect("recv");
         let text = std::str::from_utf8(&buf[..len]).expect("utf-8");
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
-        let usec: u64 = text.rsplit('=').next().expect("value").parse().expect("number");
+        let usec: u64 = text
+            .rsplit('=')
+            .next()
+            .expect("value")
+            .parse()
+            .expect("number");
         assert!(usec > 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
