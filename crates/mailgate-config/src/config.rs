@@ -171,6 +171,9 @@ pub struct AdminConfig {
     /// Domain checks one client address may make per minute; more get `429`.
     #[serde(default = "thirty")]
     pub domain_checks_per_minute: u32,
+    /// Where the admin API's drains are kept across restarts (relative to the config
+    /// file); none: they last until the process ends.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -320,6 +323,7 @@ impl Default for AdminConfig {
             show_addresses: false,
             domain_check: true,
             domain_checks_per_minute: 30,
+            state_file: None,
         }
     }
 }
@@ -356,6 +360,9 @@ impl Config {
             }
         }
         if let Some(t) = cfg.admin.token_file.as_mut() {
+            *t = dir.join(&*t);
+        }
+        if let Some(t) = cfg.admin.state_file.as_mut() {
             *t = dir.join(&*t);
         }
         let errors = cfg.validate(text);

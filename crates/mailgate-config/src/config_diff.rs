@@ -71,6 +71,10 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "admin.token_file",
         "the token store reads the file named at start (the token in it reloads)",
     ),
+    (
+        "admin.state_file",
+        "the admin API's drains are restored from and kept in the file named at start",
+    ),
 ];
 
 fn restart_reason(key: &str) -> Option<&'static str> {
@@ -290,8 +294,10 @@ fn admin_diff(c: &mut Collect, o: &AdminConfig, n: &AdminConfig) {
         show_addresses,
         domain_check,
         domain_checks_per_minute,
+        state_file,
     } = n;
     c.field("admin.token_file", &o.token_file, token_file);
+    c.field("admin.state_file", &o.state_file, state_file);
     c.field("admin.show_addresses", &o.show_addresses, show_addresses);
     c.field("admin.domain_check", &o.domain_check, domain_check);
     c.field(

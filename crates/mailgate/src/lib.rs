@@ -25,12 +25,14 @@ pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod session;
+pub mod proxy_header;
 pub mod splice;
 pub mod tls;
 pub mod topology;
 pub mod upgrade;
 
 use std::path::Path;
+pub mod state_file;
 use std::process::ExitCode;
 
 use anyhow::Context as _;

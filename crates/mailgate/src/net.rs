@@ -1,6 +1,7 @@
 //! Socket details: keepalive and no-delay on every connection, the PROXY protocol v2
 //! header towards backends that want it (addresses and TLVs: only what mailgate itself
-//! knows of the session), and reading one from a trusted load balancer.
+//! knows of the session), and parsing one from a trusted load balancer (v1 too:
+//! [`crate::proxy_header`] tells the versions apart).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,14 +114,14 @@ const MAX_PROXY_HEADER: usize = 16 + 536;
 /// The 12 bytes every PROXY protocol v2 header starts with.
 const PROXY_V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
-/// Why an inbound PROXY v2 header was refused.
+/// Why an inbound PROXY header (v1 or v2) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
     /// Reading failed or the peer closed.
     #[error("reading the PROXY header failed: {0}")]
     Io(#[from] std::io::Error),
-    /// Not a PROXY protocol v2 header.
-    #[error("not a PROXY protocol v2 header")]
+    /// Not a PROXY protocol header (of the version its first bytes announce).
+    #[error("not a PROXY protocol v1 or v2 header")]
     Invalid,
     /// Longer than mailgate accepts.
     #[error("PROXY header too long")]

@@ -91,6 +91,7 @@ impl Proxy {
         let groups = Groups::new();
         let metrics = Arc::new(groups.registry());
         let settings = topology::health_settings(&config.health);
+    drains: Arc<crate::state_file::DrainStore>,
         let kicks = KickRegistry::new(settings.kick_quiet, settings.kick_max_wait);
         let health = HealthView::new(settings);
         health.set_backends(topology::backend_specs(&runtime.routing));
@@ -105,6 +106,7 @@ impl Proxy {
             Admission::new(health.clone(), kicks.clone(), groups.logins.clone()),
             ClientLimits::new(&config.limits, fd_limit()),
             backends.clone(),
+        let drains = crate::state_file::DrainStore::open(config.admin.state_file.clone(), &health);
             groups.sessions.clone(),
             lifecycle.clone(),
         ));
@@ -137,6 +139,7 @@ impl Proxy {
 
     /// The configuration snapshot in force.
     pub fn runtime(&self) -> &RuntimeHandle {
+            drains,
         &self.runtime
     }
 
@@ -206,6 +209,7 @@ impl Proxy {
 /// The process's open-file limit (the connection cap keeps below it).
 fn fd_limit() -> Option<u64> {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
+            drains: self.drains.clone(),
         .ok()
         .map(|(soft, _)| soft)
         .filter(|n| *n != rlimit::INFINITY)

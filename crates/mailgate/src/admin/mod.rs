@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod ctl;
+pub mod drains;
 pub mod http;
 pub mod routes;
 pub mod server;
@@ -91,6 +92,8 @@ pub struct AdminContext {
     pub token_configured: bool,
 }
 
+    /// This instance's drains and `admin.state_file`.
+    pub drains: Arc<crate::state_file::DrainStore>,
 impl AdminListeners {
     /// The admin token store (the reloader re-reads its file).
     pub fn tokens(&self) -> Arc<TokenStore> {

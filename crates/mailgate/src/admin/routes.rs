@@ -141,7 +141,10 @@ pub async fn handle(
         p => match drain_target(p) {
             Some(_) if method != Method::POST => http::method_not_allowed("POST"),
             Some((name, drain)) => match authorize(&state, &req, peer) {
-                None => set_drain(&state, &name, drain, peer),
+                None => {
+                    let pairs = http::query_pairs(req.uri().query());
+                    super::drains::set(&state.ctx, &name, drain, &pairs, peer).await
+                }
                 Some(refusal) => refusal,
             },
             None => http::error(StatusCode::NOT_FOUND, "not found"),
@@ -215,10 +218,9 @@ fn status(state: &AdminState) -> Resp {
         shutting_down: state.ctx.lifecycle.is_shutting_down(),
         cert_not_after: rt.tls.as_ref().and_then(|t| t.not_after),
     };
-    http::json(
-        StatusCode::OK,
-        &status_json::render(&statuses, &table, info),
-    )
+    let mut doc = status_json::render(&statuses, &table, info);
+    doc["state_file"] = super::drains::state_file_json(&state.ctx);
+    http::json(StatusCode::OK, &doc)
 }
 
 fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
@@ -246,40 +248,6 @@ fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         now: SystemTime::now(),
     });
     http::html(body)
-}
-
-fn set_drain(state: &AdminState, name: &str, drain: bool, peer: SocketAddr) -> Resp {
-    let health = &state.ctx.health;
-    let before = health
-        .snapshot()
-        .into_iter()
-        .find(|s| s.name == name)
-        .map(|s| s.drained);
-    let Some(was) = before else {
-        return http::error(StatusCode::NOT_FOUND, format!("unknown backend {name:?}"));
-    };
-    let known = if drain {
-        health.drain(name)
-    } else {
-        health.undrain(name)
-    };
-    if !known {
-        return http::error(StatusCode::NOT_FOUND, format!("unknown backend {name:?}"));
-    }
-    let action = if drain { "drain" } else { "undrain" };
-    tracing::warn!(
-        %peer,
-        backend = name,
-        action,
-        was_drained = was,
-        drained = drain,
-        changed = was != drain,
-        "admin: backend drain flag set"
-    );
-    http::json(
-        StatusCode::OK,
-        &json!({ "backend": name, "drained": drain, "changed": was != drain }),
-    )
 }
 
 async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {

@@ -119,6 +119,7 @@ fn backend(s: &BackendStatus, all: &[BackendStatus], table: &RoutingTable) -> Va
         "pop3_port": def.and_then(|b| b.pop3_port),
         "state": s.state.as_str(),
         "drained": s.drained,
+        "drain": super::drains::sources_json(&s.drains),
         "down_suppressed": s.down_suppressed,
         "admitting": s.admitting,
         "at_budget": availability::at_budget(s),

@@ -1,5 +1,5 @@
 //! The transport stage: the process-wide caps (connections, sessions before login), the
-//! PROXY v2 header from a trusted load balancer (the real client address), the per-IP
+//! PROXY v1 or v2 header from a trusted load balancer (the real client address), the per-IP
 //! guard, and the TLS handshake — one [`Session::handshake`] for implicit TLS and for
 //! STARTTLS / STLS, under the cap on concurrent handshakes.
 
@@ -35,15 +35,17 @@ impl<'a> Session<'a> {
         if self.rt.proxy_from.contains(&self.peer.ip().to_canonical()) {
             match timeout(
                 limits.tls_handshake_timeout,
-                crate::net::read_proxy_v2(&mut tcp),
+                crate::proxy_header::read_inbound(&mut tcp),
             )
             .await
             {
-                Ok(Ok(Some(client))) => {
-                    tracing::debug!(client = %client, "PROXY v2 header");
-                    self.peer = client;
+                Ok(Ok(header)) => {
+                    let version = header.version.as_str();
+                    if let Some(client) = header.client {
+                        tracing::debug!(client = %client, version, "PROXY header");
+                        self.peer = client;
+                    }
                 }
-                Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "bad PROXY header from a trusted load balancer");
                     self.summary.close_detail = Some("bad_proxy_header");
