@@ -162,6 +162,11 @@ class Dovecot:
     # (auth_master_user_separator) as well as SASL PLAIN with authzid log in as ``user``.
     master_users: dict[str, str] = field(default_factory=dict)
     master_separator: str = "*"
+    # SASL mechanisms offered (``auth_mechanisms``); passwords are {PLAIN}, so cram-md5 works.
+    auth_mechanisms: str = "plain login"
+    # ``imap_capability``: replaces the advertised IMAP list (pre- and post-login; the
+    # AUTH= mechanisms and STARTTLS are still appended), "+..." adds to it. None: default.
+    imap_capability: str | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -215,7 +220,8 @@ class Dovecot:
             f"mail_gid = {user}",
             "first_valid_uid = 1",
             "disable_plaintext_auth = no",
-            "auth_mechanisms = plain login",
+            f"auth_mechanisms = {self.auth_mechanisms}",
+            *([f"imap_capability = {self.imap_capability}"] if self.imap_capability else []),
             f"auth_failure_delay = {self.auth_failure_delay}",
             "mail_max_userip_connections = 10000",
             "login_trusted_networks = 127.0.0.0/8 ::1/128",
