@@ -2,6 +2,8 @@
 //! library so that tests can drive it with their own listeners and shutdown.
 #![forbid(unsafe_code)]
 
+mod manpage;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +50,13 @@ enum Command {
     },
     /// Talk to a running mailgate's admin API (status, drain, undrain, reload, kick).
     Ctl(CtlArgs),
+    /// Write man pages and shell completions (bash, zsh, fish) under --out (packaging).
+    #[command(hide = true)]
+    Assets {
+        /// Directory to write man/ and completions/ into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +157,18 @@ fn ctl(args: CtlArgs) -> ExitCode {
     }
 }
 
+/// `mailgate assets --out DIR`: the man pages and completions `make deb` ships.
+fn assets(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let written = manpage::write_all(Cli::command(), out)
+        .with_context(|| format!("cannot write to {}", out.display()))?;
+    for p in written.man.iter().chain(&written.completions) {
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -162,6 +183,7 @@ fn main() -> ExitCode {
             command: RoutesCommand::Diff { old, new },
         } => mailgate::commands::routes_diff(&old, &new),
         Command::Ctl(args) => return ctl(args),
+        Command::Assets { out } => assets(&out),
     };
     match result {
         Ok(code) => code,
