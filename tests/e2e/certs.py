@@ -53,3 +53,24 @@ def make_pki(directory: Path, days: int = 2) -> Pki:
     return Pki(ca_cert=d / "ca.pem", ca_key=d / "ca.key",
                server_cert=d / "server.pem", server_key=d / "server.key")
 
+
+
+def make_server_cert(pki: Pki, directory: Path, stem: str, names: list[str],
+                     days: int = 2) -> tuple[Path, Path]:
+    """One more end-entity certificate signed by ``pki``'s CA for the DNS ``names`` (CN is the
+    first): ``STEM.pem`` and ``STEM.key`` in ``directory``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={names[0]}",
+             "-keyout", f"{stem}.key", "-out", f"{stem}.csr", cwd=d)
+    (d / f"{stem}.ext").write_text(
+        "basicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectAltName = " + ",".join(f"DNS:{n}" for n in names) + "\n"
+    )
+    _openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", str(pki.ca_cert), "-CAkey",
+             str(pki.ca_key), "-CAcreateserial", "-days", str(days), "-extfile", f"{stem}.ext",
+             "-out", f"{stem}.pem", cwd=d)
+    (d / f"{stem}.key").chmod(0o600)
+    return d / f"{stem}.pem", d / f"{stem}.key"
