@@ -22,17 +22,17 @@ pub mod metrics;
 pub mod net;
 pub mod prober;
 pub mod proxy;
+pub mod proxy_header;
 pub mod reload;
 pub mod runtime;
 pub mod session;
-pub mod proxy_header;
 pub mod splice;
+pub mod state_file;
 pub mod tls;
 pub mod topology;
 pub mod upgrade;
 
 use std::path::Path;
-pub mod state_file;
 use std::process::ExitCode;
 
 use anyhow::Context as _;

@@ -82,6 +82,7 @@ pub struct Proxy {
     reload: ReloadHandle,
     inbox: Mutex<Option<ReloadInbox>>,
     tokens: Mutex<Option<Arc<TokenStore>>>,
+    drains: Arc<crate::state_file::DrainStore>,
 }
 
 impl Proxy {
@@ -91,10 +92,10 @@ impl Proxy {
         let groups = Groups::new();
         let metrics = Arc::new(groups.registry());
         let settings = topology::health_settings(&config.health);
-    drains: Arc<crate::state_file::DrainStore>,
         let kicks = KickRegistry::new(settings.kick_quiet, settings.kick_max_wait);
         let health = HealthView::new(settings);
         health.set_backends(topology::backend_specs(&runtime.routing));
+        let drains = crate::state_file::DrainStore::open(config.admin.state_file.clone(), &health);
         groups.config.record_reload(true);
         groups.config.set_routes(&runtime.routing);
         groups.logins.sync_backends(&runtime.routing);
@@ -106,7 +107,6 @@ impl Proxy {
             Admission::new(health.clone(), kicks.clone(), groups.logins.clone()),
             ClientLimits::new(&config.limits, fd_limit()),
             backends.clone(),
-        let drains = crate::state_file::DrainStore::open(config.admin.state_file.clone(), &health);
             groups.sessions.clone(),
             lifecycle.clone(),
         ));
@@ -124,6 +124,7 @@ impl Proxy {
             reload,
             inbox: Mutex::new(Some(inbox)),
             tokens: Mutex::new(None),
+            drains,
         })
     }
 
@@ -139,7 +140,6 @@ impl Proxy {
 
     /// The configuration snapshot in force.
     pub fn runtime(&self) -> &RuntimeHandle {
-            drains,
         &self.runtime
     }
 
@@ -187,6 +187,7 @@ impl Proxy {
             domain_check: self.config.admin.domain_check,
             domain_checks_per_minute: self.config.admin.domain_checks_per_minute,
             token_configured: self.config.admin.token_file.is_some(),
+            drains: self.drains.clone(),
         }
     }
 
@@ -209,7 +210,6 @@ impl Proxy {
 /// The process's open-file limit (the connection cap keeps below it).
 fn fd_limit() -> Option<u64> {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
-            drains: self.drains.clone(),
         .ok()
         .map(|(soft, _)| soft)
         .filter(|n| *n != rlimit::INFINITY)

@@ -90,10 +90,10 @@ pub struct AdminContext {
     pub domain_checks_per_minute: u32,
     /// `admin.token_file` is set.
     pub token_configured: bool,
-}
-
     /// This instance's drains and `admin.state_file`.
     pub drains: Arc<crate::state_file::DrainStore>,
+}
+
 impl AdminListeners {
     /// The admin token store (the reloader re-reads its file).
     pub fn tokens(&self) -> Arc<TokenStore> {
