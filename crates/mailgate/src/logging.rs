@@ -42,6 +42,11 @@ pub struct LogGuard {
 /// second call changes nothing).
 pub fn init(cfg: &LogConfig) -> LogGuard {
     let stderr = io::stderr();
+    // journald stamps lines itself and reads a <N> priority: plain lines, no colours.
+    if crate::upgrade::journal::stderr_is_journal() {
+        let lines = crate::upgrade::journal::JournalLines::new(stderr);
+        return init_with_sink(cfg, lines, false);
+    }
     let ansi = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     init_with_sink(cfg, stderr, ansi)
 }

@@ -38,13 +38,13 @@ enum Command {
         config: PathBuf,
         /// Login name, e.g. alice@example.com.
         user: String,
-    },
-    /// Routing file tools.
-    Routes {
         /// SASL PLAIN authorization identity: USER (e.g. a master user) logs in for this
         /// mailbox, and the login routes on it.
         #[arg(long)]
         authzid: Option<String>,
+    },
+    /// Routing file tools.
+    Routes {
         #[command(subcommand)]
         command: RoutesCommand,
     },
@@ -94,6 +94,9 @@ enum CtlCommand {
     },
     /// Reload the routing file, certificates and admin token.
     Reload,
+    /// Start the binary at the running one's path as a new process that takes over the
+    /// listening sockets; the old one drains its sessions (docs/operations.md).
+    Upgrade,
     /// Close spliced sessions of a backend, a domain or a user, spread over a window.
     #[command(group(clap::ArgGroup::new("selector").required(true)))]
     Kick {
@@ -130,6 +133,7 @@ fn ctl(args: CtlArgs) -> ExitCode {
         CtlCommand::Drain { name } => ctl::Command::Drain(name),
         CtlCommand::Undrain { name } => ctl::Command::Undrain(name),
         CtlCommand::Reload => ctl::Command::Reload,
+        CtlCommand::Upgrade => ctl::Command::Upgrade,
         CtlCommand::Kick {
             backend,
             domain,

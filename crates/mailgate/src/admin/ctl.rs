@@ -87,6 +87,8 @@ pub enum Command {
     Undrain(String),
     /// `POST /reload`.
     Reload,
+    /// `POST /upgrade`: start the binary at the running one's path; it takes over.
+    Upgrade,
     /// `POST /kick?...`.
     Kick {
         /// `backend=`.
@@ -190,6 +192,7 @@ fn request_line(command: &Command) -> (Method, String) {
         Command::Drain(b) => (Method::POST, format!("/backends/{}/drain", encode(b))),
         Command::Undrain(b) => (Method::POST, format!("/backends/{}/undrain", encode(b))),
         Command::Reload => (Method::POST, "/reload".into()),
+        Command::Upgrade => (Method::POST, "/upgrade".into()),
         Command::Kick {
             backend,
             domain,
@@ -276,6 +279,10 @@ fn describe(command: &Command, v: &Value) -> String {
             "reloaded; routing version {}; admin token {}\n",
             s(&v["routing_version"]),
             s(&v["admin_token"])
+        ),
+        Command::Upgrade => format!(
+            "upgraded: process {} serves now; the old one ({}) drains its sessions\n",
+            v["new_pid"], v["old_pid"]
         ),
         Command::Kick { .. } => format!(
             "{} session(s) of {} {} scheduled to close over {}s\n",

@@ -11,8 +11,9 @@ use serde_json::json;
 use crate::admin::http::{self, Resp};
 use crate::lifecycle::Lifecycle;
 
-/// Longer than the new process's ready timeout, shorter than an admin connection's life.
-const ANSWER_WITHIN: Duration = Duration::from_secs(100);
+/// Longer than the new process's ready timeout (45 s), shorter than `mailgate ctl`'s
+/// request timeout (60 s).
+const ANSWER_WITHIN: Duration = Duration::from_secs(55);
 
 /// Ask for the upgrade and answer with its outcome.
 pub async fn upgrade(lifecycle: &Lifecycle, peer: SocketAddr) -> Resp {

@@ -19,13 +19,14 @@
 //!
 //! Parts: [`inherit`] (the pool of sockets received, the registry of sockets in use),
 //! [`parent`] and [`child`] (the two sides of the hand-over), [`systemd`] (notifications,
-//! watchdog, socket activation), [`supervisor`] (the task that runs all of it in the
+//! watchdog, socket activation), [`journal`] (plain lines for journald), [`supervisor`] (the task that runs all of it in the
 //! serving process) and [`endpoint`] (`POST /upgrade`). See docs/operations.md.
 
 pub mod child;
 pub mod endpoint;
 pub mod fdpass;
 pub mod inherit;
+pub mod journal;
 pub mod parent;
 pub mod supervisor;
 pub mod systemd;

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use super::{ENV_SOCKET, UpgradeError, fdpass, inherit};
 
 /// How long the new process has to load its config and report ready.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A new process that is ready to take over.
 #[derive(Debug)]
