@@ -13,12 +13,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 from clients import imap_open
 from layout import PASSWORD
+from mailgate_proc import mailgate_binary
 
 USERS = ["alice@example.com", "bob@example.org", "carol@sub.example.net"]
 
@@ -237,13 +239,23 @@ def test_bad_config_at_upgrade_leaves_the_old_process_in_charge(mailgate_factory
         # Without the admin token the endpoint refuses.
         assert mg.http("POST", "/upgrade", token=None)[0] == 401
 
-        # With the config fixed the same request upgrades.
+        # `mailgate ctl upgrade` says why too, and exits non-zero.
+        # (--admin and --token-file: the config it would read them from does not parse.)
+        failed = subprocess.run(
+            [str(mailgate_binary()), "ctl", "--admin", mg.admin_url("").rstrip("/"),
+             "--token-file", mg.config["admin"]["token_file"], "upgrade"],
+            capture_output=True, text=True, timeout=70, stdin=subprocess.DEVNULL)
+        assert failed.returncode != 0 and "exited before it was ready" in failed.stderr + failed.stdout, failed
+        assert mg.running() and children(old) == []
+
+        # With the config fixed the same command upgrades.
         mg.config_path.write_text(good)
-        code, _, body = mg.http("POST", "/upgrade", timeout=60)
-        assert code == 200, body + mg.output()
-        answer = json.loads(body)
-        new.append(answer["new_pid"])
-        assert answer["old_pid"] == old and answer["new_pid"] != old
+        done = mg.ctl("upgrade", timeout=70)
+        assert done.returncode == 0, done.stdout + done.stderr + mg.output()
+        m = re.search(r"upgraded: process (\d+) serves now; the old one \((\d+)\)", done.stdout)
+        assert m, done.stdout
+        new.append(int(m.group(1)))
+        assert int(m.group(2)) == old and new[0] != old
         assert mg.wait_exit(timeout=15) == 0, mg.output()   # no sessions: exits at once
         imap = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert)
         assert imap.login(USERS[0], PASSWORD)[0] == "OK"
