@@ -265,3 +265,52 @@ def test_bad_config_at_upgrade_leaves_the_old_process_in_charge(mailgate_factory
     finally:
         for pid in new:
             stop_pid(pid)
+
+
+def test_old_sessions_close_spread_out_after_the_upgrade_grace(mailgate_factory, pki):
+    grace, window = 3.0, 1.0
+    mg = mailgate_factory(config={"upgrade_grace": f"{grace:g}s",
+                                  "shutdown_close_window": f"{window:g}s",
+                                  "shutdown_grace": "30s"})
+    old = mg.proc.pid
+    new: list[int] = []
+    sessions = []
+    try:
+        for n in range(4):
+            s = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert)
+            assert s.login(USERS[n % 3], PASSWORD)[0] == "OK"
+            assert s.select("INBOX")[0] == "OK"
+            sessions.append(s)
+        os.kill(old, signal.SIGUSR2)
+        new.append(wait_for(lambda: next(iter(children(old)), None), 10, "the new process", mg))
+        wait_for(lambda: "the new process took over" in mg.output(), 60, "the hand-over", mg)
+        took_over = time.monotonic()
+        for s in sessions:
+            assert s.noop()[0] == "OK"
+        # Each is closed by the old process after the grace, with a BYE, within the window
+        # (plus at most 2 s waiting for a quiet moment and a generous margin).
+        closed = {}
+        while len(closed) < len(sessions) and time.monotonic() - took_over < grace + window + 10:
+            for i, s in enumerate(sessions):
+                if i in closed:
+                    continue
+                try:
+                    s.noop()
+                except (imaplib.IMAP4.abort, OSError, EOFError) as e:
+                    closed[i] = (time.monotonic() - took_over, str(e))
+            time.sleep(0.1)
+        assert len(closed) == len(sessions), f"still open after the grace: {closed}\n{mg.output()}"
+        for at, why in closed.values():
+            assert at >= grace * 0.5, f"closed before the upgrade grace ended: {at:.1f}s"
+            assert "shutting down" in why, f"closed without the BYE: {why!r}"
+        assert mg.wait_exit(timeout=10) == 0, mg.output()
+        assert "upgrade grace over" in mg.output()
+        assert alive(new[0])
+    finally:
+        for s in sessions:
+            try:
+                s.shutdown()
+            except OSError:
+                pass
+        for pid in new:
+            stop_pid(pid)
