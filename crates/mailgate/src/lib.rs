@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod move_plan;
 pub mod net;
 pub mod prober;
 pub mod proxy;

@@ -112,6 +112,33 @@ enum CtlCommand {
         /// Spread the closes over this time (e.g. 30s) [default: health.kick_window].
         #[arg(long)]
         window: Option<String>,
+        /// Only say what would close (by backend and domain); close nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: name the users too.
+        #[arg(long, requires = "dry_run")]
+        users: bool,
+    },
+    /// What a candidate routing file would do against the running table: the moves, the
+    /// live sessions each would kick, every backend's budget after it; or its errors.
+    Plan {
+        /// The candidate routing file.
+        file: PathBuf,
+        /// Name the users of each move.
+        #[arg(long)]
+        users: bool,
+        /// Print the raw JSON of POST /routes/plan.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live sessions by backend and domain (counts; --users names the users).
+    Sessions {
+        /// Name the users.
+        #[arg(long)]
+        users: bool,
+        /// Print the raw JSON of GET /sessions.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -139,12 +166,18 @@ fn ctl(args: CtlArgs) -> ExitCode {
             domain,
             user,
             window,
+            dry_run,
+            users,
         } => ctl::Command::Kick {
             backend,
             domain,
             user,
             window,
+            dry_run,
+            users,
         },
+        CtlCommand::Plan { file, users, json } => ctl::Command::Plan { file, users, json },
+        CtlCommand::Sessions { users, json } => ctl::Command::Sessions { users, json },
     };
     let result = ctl::resolve_target(
         args.admin.as_deref(),

@@ -40,6 +40,7 @@ struct Groups {
     probes: Arc<ProbeMetrics>,
     config: Arc<ConfigMetrics>,
     gauges: Arc<StateGauges>,
+    guard: Arc<crate::move_plan::guard::MoveGuard>,
 }
 
 impl Groups {
@@ -50,6 +51,7 @@ impl Groups {
             probes: Arc::default(),
             config: Arc::default(),
             gauges: Arc::default(),
+            guard: Arc::default(),
         }
     }
 
@@ -61,6 +63,7 @@ impl Groups {
             self.probes.clone(),
             self.sessions.clone(),
             self.config.clone(),
+            self.guard.clone(),
             Arc::new(LogMetrics),
         ];
         Metrics::build(all)
@@ -96,6 +99,7 @@ impl Proxy {
         let health = HealthView::new(settings);
         health.set_backends(topology::backend_specs(&runtime.routing));
         let drains = crate::state_file::DrainStore::open(config.admin.state_file.clone(), &health);
+        groups.guard.set_mode(config.reload_guard);
         groups.config.record_reload(true);
         groups.config.set_routes(&runtime.routing);
         groups.logins.sync_backends(&runtime.routing);
@@ -187,6 +191,7 @@ impl Proxy {
             domain_check: self.config.admin.domain_check,
             domain_checks_per_minute: self.config.admin.domain_checks_per_minute,
             token_configured: self.config.admin.token_file.is_some(),
+            guard: self.groups.guard.clone(),
             drains: self.drains.clone(),
         }
     }

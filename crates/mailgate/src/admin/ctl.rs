@@ -5,18 +5,22 @@
 //! Exit codes: 0 done; 1 the server refused or failed (the reason is printed); 2 the admin
 //! address could not be reached or the command line/config is unusable.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::http::encode;
+
+mod status;
+mod views;
+pub use status::status_table;
+use views::s;
 
 /// Environment variable holding the admin token.
 pub const TOKEN_ENV: &str = "MAILGATE_ADMIN_TOKEN";
@@ -87,8 +91,6 @@ pub enum Command {
     Undrain(String),
     /// `POST /reload`.
     Reload,
-    /// `POST /upgrade`: start the binary at the running one's path; it takes over.
-    Upgrade,
     /// `POST /kick?...`.
     Kick {
         /// `backend=`.
@@ -99,6 +101,26 @@ pub enum Command {
         user: Option<String>,
         /// `window=` (e.g. `30s`).
         window: Option<String>,
+        /// `dry_run=true`: say what would close, close nothing.
+        dry_run: bool,
+        /// `users=true` (dry runs): name the users.
+        users: bool,
+    },
+    /// `POST /routes/plan` with a candidate routing file.
+    Plan {
+        /// The candidate file.
+        file: PathBuf,
+        /// Name the users of each move.
+        users: bool,
+        /// Print the JSON document.
+        json: bool,
+    },
+    /// `GET /sessions`.
+    Sessions {
+        /// Name the users.
+        users: bool,
+        /// Print the JSON document.
+        json: bool,
     },
 }
 
@@ -170,9 +192,18 @@ pub fn run(target: &Target, command: &Command) -> Result<ExitCode, CtlError> {
             addr: target.addr.clone(),
             reason: e.to_string(),
         })?;
-    let (status, body) = rt.block_on(send(target, method.clone(), &path))?;
+    let body = match command {
+        Command::Plan { file, .. } => std::fs::read(file)
+            .map_err(|e| CtlError::Config(format!("cannot read {}: {e}", file.display())))?,
+        _ => Vec::new(),
+    };
+    let (status, body) = rt.block_on(send(target, method.clone(), &path, body))?;
     let value: Value = serde_json::from_str(&body)
         .map_err(|_| CtlError::Answer(format!("{status}: {}", body.trim())))?;
+    if let (Command::Plan { .. }, Some(errors)) = (command, views::plan_errors(&value)) {
+        eprint!("{errors}");
+        return Ok(ExitCode::FAILURE);
+    }
     if !status.is_success() {
         let why = value
             .get("error")
@@ -183,6 +214,13 @@ pub fn run(target: &Target, command: &Command) -> Result<ExitCode, CtlError> {
         return Ok(ExitCode::FAILURE);
     }
     print!("{}", describe(command, &value));
+    // A plan that would push a backend over its budget fails, so scripts can stop there.
+    let over = value["over_budget"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    if matches!(command, Command::Plan { .. }) && over {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -192,23 +230,36 @@ fn request_line(command: &Command) -> (Method, String) {
         Command::Drain(b) => (Method::POST, format!("/backends/{}/drain", encode(b))),
         Command::Undrain(b) => (Method::POST, format!("/backends/{}/undrain", encode(b))),
         Command::Reload => (Method::POST, "/reload".into()),
-        Command::Upgrade => (Method::POST, "/upgrade".into()),
         Command::Kick {
             backend,
             domain,
             user,
             window,
+            dry_run,
+            users,
         } => {
+            let yes = Some("true".to_string());
             let params: Vec<String> = [
                 ("backend", backend),
                 ("domain", domain),
                 ("user", user),
                 ("window", window),
+                ("dry_run", if *dry_run { &yes } else { &None }),
+                ("users", if *users { &yes } else { &None }),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
             .collect();
             (Method::POST, format!("/kick?{}", params.join("&")))
+        }
+        Command::Plan { file, users, .. } => {
+            let name = encode(&file.display().to_string());
+            let users = if *users { "&users=true" } else { "" };
+            (Method::POST, format!("/routes/plan?name={name}{users}"))
+        }
+        Command::Sessions { users, .. } => {
+            let q = if *users { "?users=true" } else { "" };
+            (Method::GET, format!("/sessions{q}"))
         }
     }
 }
@@ -217,6 +268,7 @@ async fn send(
     target: &Target,
     method: Method,
     path: &str,
+    body: Vec<u8>,
 ) -> Result<(StatusCode, String), CtlError> {
     let err = |reason: String| CtlError::Connect {
         addr: target.addr.clone(),
@@ -241,7 +293,7 @@ async fn send(
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
     }
     let req = req
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| err(e.to_string()))?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
@@ -280,10 +332,17 @@ fn describe(command: &Command, v: &Value) -> String {
             s(&v["routing_version"]),
             s(&v["admin_token"])
         ),
-        Command::Upgrade => format!(
-            "upgraded: process {} serves now; the old one ({}) drains its sessions\n",
-            v["new_pid"], v["old_pid"]
-        ),
+        Command::Plan { json: true, .. }
+        | Command::Sessions { json: true, .. }
+        | Command::Kick { dry_run: true, .. } => {
+            if matches!(command, Command::Kick { .. }) {
+                views::dry_run(v)
+            } else {
+                serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+            }
+        }
+        Command::Plan { file, .. } => views::plan(v, &file.display().to_string()),
+        Command::Sessions { .. } => views::sessions(v),
         Command::Kick { .. } => format!(
             "{} session(s) of {} {} scheduled to close over {}s\n",
             v["scheduled"],
@@ -294,193 +353,5 @@ fn describe(command: &Command, v: &Value) -> String {
     }
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-/// `/status` as a table for a terminal.
-pub fn status_table(v: &Value) -> String {
-    let mut out = String::new();
-    let r = &v["routing"];
-    let _ = writeln!(
-        out,
-        "routing: {} version {} loaded {}{}",
-        s(&r["file"]),
-        s(&r["version"]),
-        s(&r["loaded_at"]),
-        if v["shutting_down"] == true {
-            "  [SHUTTING DOWN]"
-        } else {
-            ""
-        }
-    );
-    let _ = writeln!(
-        out,
-        "{:<14} {:<9} {:<7} {:>11} {:>6}  {:<12} SINCE",
-        "BACKEND", "STATE", "DRAINED", "SESSIONS", "LOGINS", "LAST PROBE"
-    );
-    for b in v["backends"].as_array().into_iter().flatten() {
-        let mut state = s(&b["state"]);
-        if b["down_suppressed"] == true {
-            state.push('*');
-        }
-        let sessions = match b["max_sessions"].as_u64() {
-            Some(max) => format!("{}/{max}", s(&b["sessions"])),
-            None => s(&b["sessions"]),
-        };
-        let p = &b["last_probe"];
-        let probe_ok = p["ok"] == true;
-        let probe = match p["latency_ms"].as_f64() {
-            _ if p.is_null() => "-".to_string(),
-            Some(ms) if probe_ok => format!("ok {ms:.1} ms"),
-            _ => "FAILED".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "{:<14} {:<9} {:<7} {:>11} {:>6}  {:<12} {}",
-            s(&b["name"]),
-            state,
-            if b["drained"] == true { "yes" } else { "no" },
-            sessions,
-            s(&b["logins_in_flight"]),
-            probe,
-            s(&b["since"]),
-        );
-        // What the numbers do not say: kept admitted while down, fallback in use, ...
-        if let Some(note) = b["note"].as_str() {
-            let _ = writeln!(out, "{:<14} note: {note}", "");
-        }
-        // Why, for anything that is not plainly healthy.
-        if b["state"] != "up" || (!p.is_null() && !probe_ok) {
-            let t = &b["last_transition"];
-            if !t.is_null() {
-                let _ = writeln!(out, "{:<14} reason: {}", "", s(&t["reason"]));
-            }
-            if !p.is_null() && !probe_ok {
-                let _ = writeln!(out, "{:<14} last probe: {}", "", s(&p["error"]));
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_addresses() {
-        assert_eq!(
-            parse_addr("http://127.0.0.1:9143").ok().as_deref(),
-            Some("127.0.0.1:9143")
-        );
-        assert_eq!(
-            parse_addr("http://[::1]:9143/").ok().as_deref(),
-            Some("[::1]:9143")
-        );
-        assert_eq!(
-            parse_addr("localhost:1").ok().as_deref(),
-            Some("localhost:1")
-        );
-        for bad in [
-            "https://x:1",
-            "http://x",
-            "http://:1",
-            "http://x:1/status",
-            "x:99999",
-        ] {
-            assert!(parse_addr(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn kick_request_encodes_parameters() {
-        let (m, path) = request_line(&Command::Kick {
-            backend: None,
-            domain: None,
-            user: Some("alice@example.com".into()),
-            window: Some("30s".into()),
-        });
-        assert_eq!(m, Method::POST);
-        assert_eq!(path, "/kick?user=alice%40example.com&window=30s");
-    }
-
-    #[test]
-    fn status_table_shows_state_budget_and_reason() {
-        use crate::admin::status_json::{ProcessInfo, render};
-        use crate::admin::testutil::{status, table};
-        use mailgate_health::HealthState;
-        let mut drained = status("mail1", HealthState::Up);
-        drained.drained = true;
-        let doc = render(
-            &[drained, status("mail2", HealthState::Down)],
-            &table(),
-            ProcessInfo {
-                ready: true,
-                shutting_down: false,
-                cert_not_after: None,
-            },
-        );
-        let out = status_table(&doc);
-        let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[1].starts_with("BACKEND"));
-        assert!(
-            lines[2].starts_with("mail1") && lines[2].contains(" yes "),
-            "{out}"
-        );
-        assert!(
-            lines[2].contains("12/1400") && lines[2].contains("ok 4.5 ms"),
-            "{out}"
-        );
-        assert!(
-            lines[3].starts_with("mail2")
-                && lines[3].contains("down")
-                && lines[3].contains("FAILED")
-        );
-        assert!(out.contains("reason: 3 probe failures: greeting timed out"));
-        assert!(out.contains("last probe: greeting: timed out after 2s"));
-        assert!(!out.contains("note:"), "{out}");
-    }
-
-    #[test]
-    fn status_table_shows_the_operator_note() {
-        use crate::admin::status_json::{ProcessInfo, render};
-        use crate::admin::testutil::{down_suppressed, status, table};
-        use mailgate_health::HealthState;
-        let doc = render(
-            &[status("mail1", HealthState::Up), down_suppressed("mail2")],
-            &table(),
-            ProcessInfo {
-                ready: true,
-                shutting_down: false,
-                cert_not_after: None,
-            },
-        );
-        let out = status_table(&doc);
-        let lines: Vec<&str> = out.lines().collect();
-        assert!(
-            lines[3].starts_with("mail2") && lines[3].contains("down*"),
-            "{out}"
-        );
-        assert_eq!(
-            lines[4].trim(),
-            "note: down, but still admitted: refusing it would exceed \
-             health.max_auto_down_share (1 of 2 backends down)",
-            "{out}"
-        );
-        assert!(out.contains("reason: 3 probe failures"), "{out}");
-    }
-
-    #[test]
-    fn debug_hides_the_token() {
-        let t = Target {
-            addr: "127.0.0.1:1".into(),
-            token: Some("hunter2-secret".into()),
-        };
-        assert!(!format!("{t:?}").contains("hunter2"));
-    }
-}
+mod tests;

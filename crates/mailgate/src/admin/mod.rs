@@ -90,6 +90,8 @@ pub struct AdminContext {
     pub domain_checks_per_minute: u32,
     /// `admin.token_file` is set.
     pub token_configured: bool,
+    /// The reload guard (its mode, for the move planner's verdict).
+    pub guard: Arc<crate::move_plan::guard::MoveGuard>,
     /// This instance's drains and `admin.state_file`.
     pub drains: Arc<crate::state_file::DrainStore>,
 }

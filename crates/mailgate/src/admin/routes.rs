@@ -20,6 +20,9 @@ use super::http::{self, Resp};
 use super::{status_json, status_page};
 use crate::reload::Trigger;
 
+mod plan;
+mod sessions;
+
 /// Longest kick window accepted.
 const MAX_KICK_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Auto-refresh period of the status page.
@@ -119,6 +122,25 @@ pub async fn handle(
         "/healthz" if read => http::text(StatusCode::OK, "ok\n"),
         "/readyz" if read => readyz(&state),
         "/status" if read => status(&state),
+        "/sessions" if read => match authorize(&state, &req, peer) {
+            None => sessions_list(&state, &req),
+            Some(refusal) => refusal,
+        },
+        "/sessions" => http::method_not_allowed("GET, HEAD"),
+        "/routes/plan" if method != Method::POST => http::method_not_allowed("POST"),
+        "/routes/plan" => match authorize(&state, &req, peer) {
+            None => {
+                let query = req.uri().query().map(str::to_string);
+                let input = plan::PlanInput {
+                    running: state.ctx.runtime.snapshot().routing.clone(),
+                    kicks: &state.ctx.kicks,
+                    guard: state.ctx.guard.mode(),
+                    query: query.as_deref(),
+                };
+                plan::plan(input, req.into_body()).await
+            }
+            Some(refusal) => refusal,
+        },
         "/" if read => page(&state, &req, peer),
         "/metrics" | "/healthz" | "/readyz" | "/status" | "/" => {
             http::method_not_allowed("GET, HEAD")
@@ -288,6 +310,10 @@ pub(crate) struct KickQuery {
     pub selector: KickSelector,
     /// `window=`, when given.
     pub window: Option<Duration>,
+    /// `dry_run=true`: say what would close, close nothing.
+    pub dry_run: bool,
+    /// `users=true` (dry runs): name the users.
+    pub users: bool,
 }
 
 /// Parse the query of `POST /kick`; the error is the text of the 400 answer.
@@ -326,12 +352,29 @@ pub(crate) fn kick_query(query: Option<&str>) -> Result<KickQuery, String> {
             None => return Err("user=: not a valid login".into()),
         },
     };
+    let dry_run = sessions::flag(http::query_get(&pairs, "dry_run"), "dry_run")?;
+    let users = sessions::flag(http::query_get(&pairs, "users"), "users")?;
     Ok(KickQuery {
         key,
         value,
         selector,
         window,
+        dry_run,
+        users,
     })
+}
+
+/// `GET /sessions[?users=true]`.
+fn sessions_list(state: &AdminState, req: &Request<Incoming>) -> Resp {
+    let pairs = http::query_pairs(req.uri().query());
+    let users = match sessions::flag(http::query_get(&pairs, "users"), "users") {
+        Ok(u) => u,
+        Err(m) => return http::error(StatusCode::BAD_REQUEST, m),
+    };
+    let mut tally = mailgate_health::kick::SessionTally::default();
+    state.ctx.kicks.for_each(|s| tally.add(s, users));
+    let table = state.ctx.runtime.snapshot().routing.clone();
+    http::json(StatusCode::OK, &sessions::listing(&tally, &table, users))
 }
 
 fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
@@ -340,11 +383,31 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         value,
         selector,
         window,
+        dry_run,
+        users,
     } = match kick_query(req.uri().query()) {
         Ok(q) => q,
         Err(message) => return http::error(StatusCode::BAD_REQUEST, message),
     };
     let window = window.unwrap_or_else(|| state.ctx.health.settings().kick_window);
+    if dry_run {
+        let table = state.ctx.runtime.snapshot().routing.clone();
+        if key == "backend" && table.backend(&value).is_none() {
+            return http::error(StatusCode::NOT_FOUND, format!("unknown backend {value:?}"));
+        }
+        let tally = state.ctx.kicks.tally(&selector, users);
+        return http::json(
+            StatusCode::OK,
+            &json!({
+                "dry_run": true,
+                "would_close": tally.total,
+                "selector": key,
+                "value": value,
+                "window_secs": window.as_secs_f64(),
+                "backends": sessions::backends(&tally, None, users),
+            }),
+        );
+    }
     let n = state.ctx.kicks.kick(&selector, window);
     if n == 0
         && key == "backend"
@@ -370,6 +433,7 @@ fn kick(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
     http::json(
         StatusCode::OK,
         &json!({
+            "dry_run": false,
             "scheduled": n,
             "selector": key,
             "value": value,

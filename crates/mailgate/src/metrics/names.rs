@@ -36,6 +36,8 @@ pub const CONFIG_RELOADS: &str = "config_reloads";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "config_last_reload_success_timestamp_seconds";
 /// `mailgate_routes`
 pub const ROUTES: &str = "routes";
+/// `mailgate_reload_guard_total`
+pub const RELOAD_GUARD: &str = "reload_guard";
 /// `mailgate_tls_certificate_not_after_timestamp_seconds`
 pub const TLS_CERT_NOT_AFTER: &str = "tls_certificate_not_after_timestamp_seconds";
 /// `mailgate_log_lines_dropped_total`
