@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -38,7 +38,7 @@ pub fn client_key(ip: IpAddr, prefix: u8) -> IpAddr {
 /// Counts concurrent sessions per client key.
 #[derive(Debug)]
 pub struct PerIp {
-    max: u32,
+    max: AtomicU32,
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
@@ -52,7 +52,7 @@ pub struct IpGuard<'a> {
 impl PerIp {
     pub(crate) fn new(max: u32) -> Self {
         PerIp {
-            max,
+            max: AtomicU32::new(max),
             counts: Mutex::new(HashMap::new()),
         }
     }
@@ -68,7 +68,8 @@ impl PerIp {
     pub fn acquire(&self, key: IpAddr) -> Option<IpGuard<'_>> {
         let mut counts = self.lock();
         let n = counts.entry(key).or_insert(0);
-        if self.max != 0 && *n >= self.max {
+        let max = self.max.load(Ordering::Relaxed);
+        if max != 0 && *n >= max {
             return None;
         }
         *n += 1;
@@ -94,9 +95,9 @@ impl Drop for IpGuard<'_> {
 /// Failed logins per key (an address, or a user) within a window, for back-off.
 #[derive(Debug)]
 pub struct AuthFailures<K: Hash + Eq> {
-    max: u32,
-    window: Duration,
-    base_delay: Duration,
+    max: AtomicU32,
+    window: Millis,
+    base_delay: Millis,
     map: DashMap<K, (u32, tokio::time::Instant)>,
 }
 
@@ -106,21 +107,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 impl<K: Hash + Eq + Clone> AuthFailures<K> {
     pub(crate) fn new(max: u32, window: Duration, base_delay: Duration) -> Self {
         AuthFailures {
-            max,
-            window,
-            base_delay,
+            max: AtomicU32::new(max),
+            window: Millis::new(window),
+            base_delay: Millis::new(base_delay),
             map: DashMap::new(),
         }
     }
 
     /// Count a failed login of `key`.
     pub fn record(&self, key: K) {
-        if self.max == 0 {
+        if self.max.load(Ordering::Relaxed) == 0 {
             return;
         }
         let now = tokio::time::Instant::now();
         let mut e = self.map.entry(key).or_insert((0, now));
-        if now.duration_since(e.1) > self.window {
+        if now.duration_since(e.1) > self.window.get() {
             *e = (0, now);
         }
         e.0 = e.0.saturating_add(1);
@@ -129,23 +130,24 @@ impl<K: Hash + Eq + Clone> AuthFailures<K> {
     /// How long to hold a new login of `key` before processing it: zero below the limit,
     /// then doubling per further failure, at most 15 s.
     pub fn backoff(&self, key: &K) -> Duration {
-        if self.max == 0 {
+        let max = self.max.load(Ordering::Relaxed);
+        if max == 0 {
             return Duration::ZERO;
         }
         let Some(e) = self.map.get(key) else {
             return Duration::ZERO;
         };
-        if e.1.elapsed() > self.window || e.0 < self.max {
+        if e.1.elapsed() > self.window.get() || e.0 < max {
             return Duration::ZERO;
         }
-        let excess = (e.0 - self.max).min(8);
-        let base = self.base_delay.max(Duration::from_millis(250));
+        let excess = (e.0 - max).min(8);
+        let base = self.base_delay.get().max(Duration::from_millis(250));
         (base * 2u32.pow(excess)).min(MAX_BACKOFF)
     }
 
     /// Forget windows that ended (called periodically: keys are created by traffic).
     pub fn prune(&self) {
-        let window = self.window;
+        let window = self.window.get();
         self.map.retain(|_, (_, start)| start.elapsed() <= window);
     }
 }
@@ -153,21 +155,22 @@ impl<K: Hash + Eq + Clone> AuthFailures<K> {
 /// A process-wide count with a cap (0 = none).
 #[derive(Debug)]
 struct Cap {
-    max: u32,
+    max: AtomicU32,
     now: AtomicU32,
 }
 
 impl Cap {
     fn new(max: u32) -> Self {
         Cap {
-            max,
+            max: AtomicU32::new(max),
             now: AtomicU32::new(0),
         }
     }
 
     fn take(&self) -> Option<CapGuard<'_>> {
         let n = self.now.fetch_add(1, Ordering::AcqRel);
-        if self.max != 0 && n >= self.max {
+        let max = self.max.load(Ordering::Relaxed);
+        if max != 0 && n >= max {
             self.now.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
@@ -188,7 +191,9 @@ impl Drop for CapGuard<'_> {
 /// Every client limit, as sessions use them.
 #[derive(Debug)]
 pub struct ClientLimits {
-    prefix: u8,
+    prefix: AtomicU8,
+    /// The connection cap the fd limit allows (`None`: no fd limit known).
+    by_fds: Option<u32>,
     sessions: PerIp,
     failures: AuthFailures<IpAddr>,
     user_failures: AuthFailures<String>,
@@ -205,13 +210,9 @@ impl ClientLimits {
     pub fn new(l: &LimitsConfig, fd_limit: Option<u64>) -> Self {
         let by_fds =
             fd_limit.map(|n| (n.saturating_sub(FD_RESERVE) / 2).min(u64::from(u32::MAX)) as u32);
-        let connections = match (l.max_connections, by_fds) {
-            (0, Some(f)) => f.max(1),
-            (c, Some(f)) => c.min(f.max(1)),
-            (c, None) => c,
-        };
         ClientLimits {
-            prefix: l.ipv6_prefix,
+            prefix: AtomicU8::new(l.ipv6_prefix),
+            by_fds,
             sessions: PerIp::new(l.max_sessions_per_ip),
             failures: AuthFailures::new(
                 l.max_auth_failures_per_ip,
@@ -223,7 +224,7 @@ impl ClientLimits {
                 l.auth_failure_window,
                 l.auth_failure_delay,
             ),
-            connections: Cap::new(connections),
+            connections: Cap::new(connection_cap(l.max_connections, by_fds)),
             handshakes: Cap::new(l.max_tls_handshakes),
             preauth: Cap::new(l.max_preauth_sessions),
         }
@@ -231,7 +232,38 @@ impl ClientLimits {
 
     /// The connection cap in force (0 = none).
     pub fn max_connections(&self) -> u32 {
-        self.connections.max
+        self.connections.max.load(Ordering::Relaxed)
+    }
+
+    /// Apply a reloaded `limits:` (caps, windows, the IPv6 prefix). Counts in progress are
+    /// kept: a cap lowered below the current count refuses new ones until enough end.
+    pub fn apply(&self, l: &LimitsConfig) {
+        self.prefix.store(l.ipv6_prefix, Ordering::Relaxed);
+        self.sessions
+            .max
+            .store(l.max_sessions_per_ip, Ordering::Relaxed);
+        for (f, max) in [
+            (&self.failures.max, l.max_auth_failures_per_ip),
+            (&self.user_failures.max, l.max_auth_failures_per_user),
+        ] {
+            f.store(max, Ordering::Relaxed);
+        }
+        self.failures.window.set(l.auth_failure_window);
+        self.failures.base_delay.set(l.auth_failure_delay);
+        self.user_failures.window.set(l.auth_failure_window);
+        self.user_failures.base_delay.set(l.auth_failure_delay);
+        let connections = connection_cap(l.max_connections, self.by_fds);
+        self.connections.max.store(connections, Ordering::Relaxed);
+        self.handshakes
+            .max
+            .store(l.max_tls_handshakes, Ordering::Relaxed);
+        self.preauth
+            .max
+            .store(l.max_preauth_sessions, Ordering::Relaxed);
+    }
+
+    fn prefix(&self) -> u8 {
+        self.prefix.load(Ordering::Relaxed)
     }
 
     /// A connection, under `max_connections`.
@@ -251,19 +283,19 @@ impl ClientLimits {
 
     /// Count a session of `ip` (by its key); `None` over `max_sessions_per_ip`.
     pub fn admit(&self, ip: IpAddr) -> Option<IpGuard<'_>> {
-        self.sessions.acquire(client_key(ip, self.prefix))
+        self.sessions.acquire(client_key(ip, self.prefix()))
     }
 
     /// Count a failed login of `user` from `ip`.
     pub fn failed_login(&self, ip: IpAddr, user: &str) {
-        self.failures.record(client_key(ip, self.prefix));
+        self.failures.record(client_key(ip, self.prefix()));
         self.user_failures.record(user.to_string());
     }
 
     /// How long to hold a new login of `user` from `ip` back: the longer of the address's
     /// and the user's back-off.
     pub fn backoff(&self, ip: IpAddr, user: &str) -> Duration {
-        let by_ip = self.failures.backoff(&client_key(ip, self.prefix));
+        let by_ip = self.failures.backoff(&client_key(ip, self.prefix()));
         let by_user = self.user_failures.backoff(&user.to_string());
         by_ip.max(by_user)
     }
@@ -272,6 +304,38 @@ impl ClientLimits {
     pub fn prune(&self) {
         self.failures.prune();
         self.user_failures.prune();
+    }
+}
+
+/// `max_connections`, kept below what the fd limit allows.
+fn connection_cap(configured: u32, by_fds: Option<u32>) -> u32 {
+    match (configured, by_fds) {
+        (0, Some(f)) => f.max(1),
+        (c, Some(f)) => c.min(f.max(1)),
+        (c, None) => c,
+    }
+}
+
+/// A duration that a reload may change, in milliseconds.
+#[derive(Debug)]
+struct Millis(AtomicU64);
+
+impl Millis {
+    fn new(d: Duration) -> Self {
+        Millis(AtomicU64::new(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, d: Duration) {
+        self.0.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -78,6 +78,46 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `mailgate check -c NEW --against OLD`: [`check`] of NEW, then which keys changed from
+/// OLD and whether a reload applies them (exit 0) or a restart is needed (exit 3).
+pub fn check_against(config: &Path, old: &Path) -> anyhow::Result<ExitCode> {
+    let code = check(config)?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    let old_cfg = match Config::load(old) {
+        Ok(c) => c,
+        Err(e) => {
+            print_errors(&e);
+            eprintln!("{}: {} error(s)", old.display(), e.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let new_cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let diff = mailgate_config::ConfigDiff::between(&old_cfg, &new_cfg);
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    for key in diff.reloadable() {
+        println!("reloads: {key}");
+    }
+    let restart = diff.restart_errors(&text);
+    for d in &restart {
+        println!("needs restart: {d}");
+    }
+    if restart.is_empty() {
+        println!(
+            "a reload applies every change ({} changed key(s))",
+            diff.changes.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "a reload would be refused and change nothing: {} key(s) need a restart",
+            restart.len()
+        );
+        Ok(ExitCode::from(3))
+    }
+}
+
 fn load_table(path: &Path) -> Option<RoutingTable> {
     match RoutingTable::load(path) {
         Ok(l) => {

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admission;
 pub mod backend;
+pub mod capabilities;
 pub mod client_limits;
 pub mod commands;
 pub mod conn;
@@ -17,6 +18,7 @@ pub mod endpoint;
 pub mod fuzzing;
 pub mod lifecycle;
 pub mod listener;
+pub mod listener_set;
 pub mod logging;
 pub mod metrics;
 pub mod move_plan;
@@ -25,6 +27,8 @@ pub mod prober;
 pub mod proxy;
 pub mod proxy_header;
 pub mod reload;
+pub mod reload_check;
+pub mod reload_metrics;
 pub mod runtime;
 pub mod session;
 pub mod splice;
@@ -63,7 +67,9 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         // Sockets of the process this one replaces (binary upgrade) or from systemd socket
         // activation: binding an address takes the inherited socket (crate::upgrade).
-        let parent = upgrade::inherit_sockets().await.context("upgrade hand-over")?;
+        let parent = upgrade::inherit_sockets()
+            .await
+            .context("upgrade hand-over")?;
         let listeners = proxy::Listeners::bind(&config)?;
         let admin_listeners = admin::bind(&config)?;
         upgrade::inherit::close_unclaimed();
@@ -73,7 +79,8 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         // Signal handlers before anything reports ready: a SIGHUP or SIGTERM sent as soon
         // as /readyz answers must find them.
         let shutdown = shutdown_signal();
-        let _watcher = reload::spawn_triggers(proxy.reloader(), &routing_file);
+        let config_file = proxy.config().source.clone();
+        let _watchers = reload::spawn_triggers(proxy.reloader(), &[&routing_file, &config_file]);
         let supervisor = upgrade::Supervisor::new(&proxy, parent);
         let admin = upgrade::AdminSlot::new(admin::start(proxy.admin_context(), admin_listeners));
         proxy::serve(proxy, listeners, supervisor.run(admin.clone(), shutdown)).await;

@@ -22,6 +22,11 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuild
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+mod reload_layer;
+pub use reload_layer::{LogReload, LogReloadError, PreparedLog, reload_handle};
+use reload_layer::{RELOAD, reloadable};
+use std::sync::Mutex;
+
 /// Lines the queue holds while the destination is slower than the events (a few MB at
 /// most: lines are a few hundred bytes). Bursts far beyond any normal rate fit; a stalled
 /// destination fills it in seconds, and from then on lines are dropped and counted.
@@ -57,15 +62,21 @@ pub fn init_with_sink<W: io::Write + Send + 'static>(
     sink: W,
     ansi: bool,
 ) -> LogGuard {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.level.clone()));
+    let env = EnvFilter::try_from_default_env().ok();
+    let env_override = env.is_some();
+    let filter = env.unwrap_or_else(|| EnvFilter::new(cfg.level.clone()));
     let (writer, guard) = non_blocking(sink, QUEUE_LINES);
     let counter = writer.error_counter();
-    if subscriber(cfg.format, filter, writer, ansi)
-        .try_init()
-        .is_ok()
-    {
+    let (subscriber, handles) = reloadable(cfg.format, filter, writer.clone(), ansi);
+    if subscriber.try_init().is_ok() {
         let _ = DROPPED.set(counter);
+        let _ = RELOAD.set(LogReload {
+            handles,
+            writer,
+            ansi,
+            env_override,
+            current: Mutex::new(cfg.clone()),
+        });
     }
     LogGuard { _worker: guard }
 }
@@ -90,13 +101,7 @@ pub fn subscriber(
     writer: NonBlocking,
     ansi: bool,
 ) -> Box<dyn tracing::Subscriber + Send + Sync> {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => Box::new(builder.with_ansi(false).json().flatten_event(true).finish()),
-        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
-    }
+    reloadable(format, filter, writer, ansi).0
 }
 
 /// Log lines dropped so far because the log's destination could not keep up (0 before

@@ -26,17 +26,25 @@ enum Command {
         config: PathBuf,
     },
     /// Validate the configuration and routing file; exit 1 listing every error.
+    ///
+    /// With --against OLD (the mailgate.yaml in force), also say which changed keys a
+    /// reload applies and which need a restart (exit 3: valid, but a reload would be
+    /// refused).
     Check {
         /// Main configuration file.
         #[arg(short, long, default_value = "/etc/mailgate/mailgate.yaml")]
         config: PathBuf,
+        /// The mailgate.yaml the running process loaded (e.g. a copy kept before editing).
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
     },
     /// Print the backend USER routes to, and which rule matched.
     Route {
         /// Main configuration file.
         #[arg(short, long, default_value = "/etc/mailgate/mailgate.yaml")]
         config: PathBuf,
-        /// Login name, e.g. alice@example.com.
+        /// Login name, e.g. alice@example.com, or Dovecot's master-user form
+        /// alice@example.com*master (routes on alice@example.com).
         user: String,
         /// SASL PLAIN authorization identity: USER (e.g. a master user) logs in for this
         /// mailbox, and the login routes on it.
@@ -61,9 +69,17 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct CtlArgs {
-    /// Admin address [default: listen.admin of --config, else http://127.0.0.1:9143].
+    /// Admin address; several instances: comma-separated or repeated
+    /// [default: listen.admin of --config, else http://127.0.0.1:9143].
+    #[arg(long, global = true, value_delimiter = ',')]
+    admin: Vec<String>,
+    /// Address every A/AAAA record of each --admin host name (same port), e.g. a
+    /// headless Service that resolves to all instances.
     #[arg(long, global = true)]
-    admin: Option<String>,
+    all_addresses: bool,
+    /// DNS server (IP:PORT) for --all-addresses instead of the system's resolver.
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    nameserver: Option<std::net::SocketAddr>,
     /// Main configuration file: admin address and token file are taken from it.
     #[arg(short, long, global = true)]
     config: Option<PathBuf>,
@@ -86,6 +102,9 @@ enum CtlCommand {
     Drain {
         /// Backend name from the routing file.
         name: String,
+        /// Why (one line, shown on /status and kept in admin.state_file).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Admit new logins for a drained backend again.
     Undrain {
@@ -157,7 +176,7 @@ fn ctl(args: CtlArgs) -> ExitCode {
     use mailgate::admin::ctl;
     let command = match args.command {
         CtlCommand::Status { json } => ctl::Command::Status { json },
-        CtlCommand::Drain { name } => ctl::Command::Drain(name),
+        CtlCommand::Drain { name, reason } => ctl::Command::Drain { name, reason },
         CtlCommand::Undrain { name } => ctl::Command::Undrain(name),
         CtlCommand::Reload => ctl::Command::Reload,
         CtlCommand::Upgrade => ctl::Command::Upgrade,
@@ -179,14 +198,13 @@ fn ctl(args: CtlArgs) -> ExitCode {
         CtlCommand::Plan { file, users, json } => ctl::Command::Plan { file, users, json },
         CtlCommand::Sessions { users, json } => ctl::Command::Sessions { users, json },
     };
-    let result = ctl::resolve_target(
-        args.admin.as_deref(),
-        args.config.as_deref(),
-        args.token_file.as_deref(),
-    )
-    .and_then(|target| ctl::run(&target, &command));
-    match result {
-        Ok(code) => code,
+    let how = ctl::fleet::Addressing {
+        admins: args.admin,
+        all_addresses: args.all_addresses,
+        nameserver: args.nameserver,
+    };
+    match ctl::resolve_target(None, args.config.as_deref(), args.token_file.as_deref()) {
+        Ok(base) => ctl::fleet::run(&base, &how, &command),
         Err(err) => {
             eprintln!("mailgate ctl: {err}");
             ExitCode::from(2)
@@ -210,7 +228,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => mailgate::run_from_config(&config),
-        Command::Check { config } => mailgate::commands::check(&config),
+        Command::Check { config, against } => match against {
+            None => mailgate::commands::check(&config),
+            Some(old) => mailgate::commands::check_against(&config, &old),
+        },
         Command::Route {
             config,
             user,

@@ -4,8 +4,7 @@
 //! `STAT`, then goodbye). Without a probe account it stops before the login and says
 //! goodbye. Every step runs under `health.timeout`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use mailgate_health::{
     BackendTarget, BoxStream, ProbeError, ProbeFuture, ProbeOutcome, ProbeStep, Prober,
@@ -17,8 +16,12 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use crate::backend::{BackendClient, BackendError, Deadlines, Step, Target};
+use crate::capabilities::{self, CapabilityMetrics};
 use crate::metrics::{BackendLabel, MetricGroup, latency_histogram, names};
 use crate::runtime::RuntimeHandle;
+use mailgate_config::RoutingTable;
+use mailgate_health::CapabilityBook;
+use mailgate_proto::{Capabilities, Protocol};
 
 /// `backend_probe_duration_seconds`: every probe, failed ones included.
 #[derive(Debug)]
@@ -66,23 +69,43 @@ impl MetricGroup for ProbeMetrics {
 pub struct NetProber {
     runtime: RuntimeHandle,
     backends: Arc<BackendClient>,
+    capabilities: OnceLock<(CapabilityBook, Arc<CapabilityMetrics>)>,
     metrics: Arc<ProbeMetrics>,
-    timeout: Duration,
 }
 
 impl NetProber {
+    /// Record every probe's capability lists in `book` (and its metrics); set once.
+    pub fn set_capabilities(&self, book: CapabilityBook, metrics: Arc<CapabilityMetrics>) {
+        let _ = self.capabilities.set((book, metrics));
+    }
+
+    fn record(
+        &self,
+        table: &RoutingTable,
+        target: &BackendTarget,
+        pre_login: Option<Capabilities>,
+        post_login: Option<Capabilities>,
+    ) {
+        if let Some((book, metrics)) = self.capabilities.get() {
+            let seen = capabilities::Seen {
+                pre_login,
+                post_login,
+            };
+            capabilities::observe(book, metrics, table, &target.backend, target.protocol, seen);
+        }
+    }
+
     /// A prober using the routing table in force and the shared backend client.
     pub fn new(
         runtime: RuntimeHandle,
         backends: Arc<BackendClient>,
         metrics: Arc<ProbeMetrics>,
-        timeout: Duration,
     ) -> Self {
         NetProber {
             runtime,
             backends,
+            capabilities: OnceLock::new(),
             metrics,
-            timeout,
         }
     }
 
@@ -97,7 +120,10 @@ impl NetProber {
     }
 
     async fn conversation(&self, target: &BackendTarget, started: Instant) -> ProbeOutcome {
-        let table = self.runtime.snapshot().routing.clone();
+        let snapshot = self.runtime.snapshot();
+        let table = snapshot.routing.clone();
+        // `health.timeout` of the snapshot in force: a reload changes it for the next probe.
+        let timeout = snapshot.probe_timeout;
         let Some(backend) = table.backend(&target.backend).cloned() else {
             return ProbeOutcome::failed(
                 ProbeError::new(ProbeStep::Resolve, "backend not in the routing table"),
@@ -111,17 +137,19 @@ impl NetProber {
             proxy: None,
             forward: None,
             limits: Limits::default(),
-            deadlines: Deadlines::uniform(self.timeout),
+            deadlines: Deadlines::uniform(timeout),
         };
         let failed = |e: ProbeError| ProbeOutcome::failed(e, started.elapsed());
         let Some(account) = &backend.probe else {
-            let conn = match self.backends.ready(t).await {
-                Ok(c) => c,
+            let ready = match self.backends.ready(t).await {
+                Ok(r) => r,
                 Err(e) => return failed(probe_error(&e)),
             };
+            let conn = ready.conn;
+            self.record(&table, target, ready.capabilities, None);
             let ready_after = started.elapsed();
             let stream: BoxStream = Box::new(conn);
-            return match mailgate_health::logout(stream, protocol, self.timeout).await {
+            return match mailgate_health::logout(stream, protocol, timeout).await {
                 Ok(slowest) => ProbeOutcome::ok(slowest.max(ready_after), started.elapsed()),
                 Err(e) => failed(e),
             };
@@ -133,13 +161,29 @@ impl NetProber {
                 password: account.password.clone(),
             },
         };
-        let done = match self.backends.login(t, login).await {
+        let capa_limit = t.deadlines.answer;
+        let mut done = match self.backends.login(t, login).await {
             Ok(d) => d,
             Err(e) => return failed(probe_error(&e)),
         };
-        match done.verdict {
-            LoginVerdict::Accepted(_) => {}
+        let pre_login = done.capabilities.take();
+        match &done.verdict {
+            LoginVerdict::Accepted(reply) => {
+                let post_login = match protocol {
+                    Protocol::Imap => Capabilities::from_imap_login(reply),
+                    Protocol::Pop3 => {
+                        let remaining = std::mem::take(&mut done.remaining);
+                        let (caps, rest) =
+                            capabilities::pop3_post_login(&mut done.conn, remaining, capa_limit)
+                                .await;
+                        done.remaining = rest;
+                        caps
+                    }
+                };
+                self.record(&table, target, pre_login, post_login);
+            }
             LoginVerdict::Rejected(reply) | LoginVerdict::Temporary(reply, _) => {
+                self.record(&table, target, pre_login, None);
                 let status = String::from_utf8_lossy(&reply.status);
                 let short: String = status.chars().take(80).collect();
                 return failed(ProbeError::new(
@@ -152,7 +196,7 @@ impl NetProber {
             }
         }
         let stream: BoxStream = Box::new(done.conn);
-        match mailgate_health::after_login(stream, done.remaining, protocol, self.timeout).await {
+        match mailgate_health::after_login(stream, done.remaining, protocol, timeout).await {
             Ok(slowest) => ProbeOutcome::ok(slowest.max(done.latency), started.elapsed()),
             Err(e) => failed(e),
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailgate_config::{Config, RoutingTable};
-use mailgate_health::{HealthView, KickRegistry, ProbeScheduler};
+use mailgate_health::{CapabilityBook, HealthView, KickRegistry, ProbeScheduler};
 use tokio::net::TcpListener;
 
 use crate::admin::AdminContext;
@@ -17,9 +17,11 @@ use crate::admin::auth::TokenStore;
 use crate::admission::Admission;
 use crate::admission::LoginMetrics;
 use crate::backend::BackendClient;
+use crate::capabilities::CapabilityMetrics;
 use crate::client_limits::ClientLimits;
 use crate::endpoint::ListenerKind;
 use crate::lifecycle::Lifecycle;
+use crate::listener_set::ListenerSet;
 use crate::logging::LogMetrics;
 use crate::metrics::{MetricGroup, Metrics};
 use crate::prober::NetProber;
@@ -37,6 +39,7 @@ use crate::{listener, topology};
 struct Groups {
     sessions: Arc<SessionMetrics>,
     logins: Arc<LoginMetrics>,
+    capabilities: Arc<CapabilityMetrics>,
     probes: Arc<ProbeMetrics>,
     config: Arc<ConfigMetrics>,
     gauges: Arc<StateGauges>,
@@ -48,6 +51,7 @@ impl Groups {
         Groups {
             sessions: Arc::default(),
             logins: Arc::default(),
+            capabilities: Arc::default(),
             probes: Arc::default(),
             config: Arc::default(),
             gauges: Arc::default(),
@@ -60,6 +64,7 @@ impl Groups {
         let all: Vec<Arc<dyn MetricGroup>> = vec![
             self.gauges.clone(),
             self.logins.clone(),
+            self.capabilities.clone(),
             self.probes.clone(),
             self.sessions.clone(),
             self.config.clone(),
@@ -77,6 +82,7 @@ pub struct Proxy {
     runtime: RuntimeHandle,
     sessions: Arc<SessionContext>,
     health: HealthView,
+    capabilities: CapabilityBook,
     kicks: KickRegistry,
     metrics: Arc<Metrics>,
     groups: Groups,
@@ -85,6 +91,7 @@ pub struct Proxy {
     reload: ReloadHandle,
     inbox: Mutex<Option<ReloadInbox>>,
     tokens: Mutex<Option<Arc<TokenStore>>>,
+    listener_set: Arc<ListenerSet>,
     drains: Arc<crate::state_file::DrainStore>,
 }
 
@@ -96,6 +103,7 @@ impl Proxy {
         let metrics = Arc::new(groups.registry());
         let settings = topology::health_settings(&config.health);
         let kicks = KickRegistry::new(settings.kick_quiet, settings.kick_max_wait);
+        let capabilities = CapabilityBook::default();
         let health = HealthView::new(settings);
         health.set_backends(topology::backend_specs(&runtime.routing));
         let drains = crate::state_file::DrainStore::open(config.admin.state_file.clone(), &health);
@@ -114,12 +122,15 @@ impl Proxy {
             groups.sessions.clone(),
             lifecycle.clone(),
         ));
+        sessions.set_capabilities(capabilities.clone());
         let (reload, inbox) = reload::channel();
+        let listener_set = Arc::new(ListenerSet::new(sessions.clone(), backends.clone()));
         Arc::new(Proxy {
             config,
             runtime,
             sessions,
             health,
+            capabilities,
             kicks,
             metrics,
             groups,
@@ -128,6 +139,7 @@ impl Proxy {
             reload,
             inbox: Mutex::new(Some(inbox)),
             tokens: Mutex::new(None),
+            listener_set,
             drains,
         })
     }
@@ -167,6 +179,11 @@ impl Proxy {
         self.sessions.clone()
     }
 
+    /// The client listeners in force (a reload adds and removes them).
+    pub fn listener_set(&self) -> &Arc<ListenerSet> {
+        &self.listener_set
+    }
+
     /// The configuration the process started with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -182,6 +199,7 @@ impl Proxy {
         AdminContext {
             health: self.health.clone(),
             kicks: self.kicks.clone(),
+            capabilities: self.capabilities.clone(),
             runtime: self.runtime.clone(),
             reload: self.reload.clone(),
             metrics: self.metrics.clone(),
@@ -201,8 +219,8 @@ impl Proxy {
             self.runtime.clone(),
             self.backends.clone(),
             self.groups.probes.clone(),
-            self.config.health.timeout,
         ));
+        prober.set_capabilities(self.capabilities.clone(), self.groups.capabilities.clone());
         Arc::new(ProbeScheduler::spawn(
             self.health.clone(),
             prober,
@@ -283,17 +301,21 @@ pub async fn serve(
     proxy
         .backends
         .warn_own_listener_loops(&proxy.runtime.snapshot().routing);
+    // The listener set accepts on them; a reload adds and removes listeners there.
     for (kind, l) in listeners.public {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!(listener = kind.name(), %addr, "listening");
-        }
-        tokio::spawn(listener::accept_loop(proxy.sessions.clone(), kind, l));
+        let Ok(local) = l.local_addr() else { continue };
+        let configured = crate::listener_set::configured(&proxy.config.listen, kind);
+        proxy
+            .listener_set
+            .start(kind, configured.unwrap_or(local), l);
     }
     let probes = proxy.start_probes();
     if let Some(inbox) = lock(&proxy.inbox).take() {
         let reloader = Reloader {
-            routing_file: proxy.config.routing_file.clone(),
-            tls: proxy.config.tls.clone(),
+            config: proxy.config.clone(),
+            // The file the config was loaded from; a config built in memory (tests) has
+            // none on disk, and its reloads re-read only the routing file and certificates.
+            config_path: Some(proxy.config.source.clone()).filter(|p| p.is_file()),
             runtime: proxy.runtime.clone(),
             health: proxy.health.clone(),
             kicks: proxy.kicks.clone(),
@@ -302,6 +324,9 @@ pub async fn serve(
             logins: proxy.groups.logins.clone(),
             tokens: lock(&proxy.tokens).clone(),
             backends: Some(proxy.backends.clone()),
+            guard: proxy.groups.guard.clone(),
+            sessions: Some(proxy.sessions.clone()),
+            listeners: Some(proxy.listener_set.clone()),
         };
         tokio::spawn(reloader.run(inbox, proxy.lifecycle.force_token()));
     }
@@ -319,7 +344,7 @@ pub async fn serve(
     shutdown.await;
     let lifecycle = &proxy.lifecycle;
     // None left when a binary upgrade's drain already served upgrade_grace.
-    let grace = lifecycle.remaining_grace(proxy.config.shutdown_grace);
+    let grace = lifecycle.remaining_grace(proxy.runtime.snapshot().shutdown_grace);
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
         active = lifecycle.sessions(),

@@ -1,35 +1,37 @@
-//! The one reloader. Every trigger — SIGHUP, a change of the routing file, `POST /reload`,
-//! and with each of them the admin token file — is a request to one task, which runs
-//! them one at a time, in this order:
+//! The one reloader. Every trigger — SIGHUP, a change of the routing file or of
+//! mailgate.yaml, `POST /reload` — is a request to one task, which runs them one at a time,
+//! in this order:
 //!
-//! parse and validate (routing file, certificates; on the blocking pool) → diff against the
-//! table it replaces → store the new runtime snapshot → update the health targets and the
-//! probes → kick the sessions whose route moved → metrics → one log line.
+//! read and validate everything (mailgate.yaml, refusing keys only a restart applies; the
+//! certificates; the routing file — on the blocking pool; see `reload_check.rs`) → prepare
+//! the log filter and bind added listeners → diff the routing table against the one it
+//! replaces → store the new runtime snapshot → health settings, targets and probes →
+//! client limits, log level and format, listeners added and removed → re-read the admin
+//! token → kick the sessions whose route moved → metrics → one log line.
 //!
-//! A bad routing file or certificate changes nothing, and the error names the file, line
-//! and key. Because the task is alone in changing the snapshot, two reloads can never
-//! interleave: the certificates and the table of a snapshot always belong together, and
-//! kicks are computed against the table that was actually replaced.
+//! A bad file, a certificate, a listener that cannot be bound or a restart-only change
+//! changes nothing, and the error names the file, line and key. Because the task is alone
+//! in changing the snapshot, two reloads can never interleave: the certificates and the
+//! table of a snapshot always belong together, and kicks are computed against the table
+//! that was actually replaced.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use mailgate_config::{ConfigErrors, RoutingTable, TlsConfig};
+use mailgate_config::Config;
 use mailgate_health::{HealthView, KickReason, KickRegistry, ProbeScheduler};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::auth::TokenStore;
 use crate::admission::LoginMetrics;
 use crate::backend::BackendClient;
-use crate::metrics::{KindLabel, MetricGroup, ReloadLabel, ReloadResult, names};
+use crate::listener_set::ListenerSet;
+pub use crate::reload_check::ReloadError;
+use crate::reload_check::{self, Candidate};
+pub use crate::reload_metrics::ConfigMetrics;
 use crate::runtime::RuntimeHandle;
-use crate::tls::{ServerTls, TlsError};
+use crate::session::SessionContext;
 use crate::topology;
 
 /// What asked for a reload.
@@ -37,7 +39,7 @@ use crate::topology;
 pub enum Trigger {
     /// SIGHUP.
     Signal,
-    /// The routing file's directory changed.
+    /// The routing file's or mailgate.yaml's directory changed.
     FileChange,
     /// `POST /reload`.
     Admin,
@@ -52,23 +54,6 @@ impl Trigger {
             Trigger::Admin => "admin",
         }
     }
-}
-
-/// Why a reload changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The routing file does not parse or validate (every error with file, line, key).
-    #[error("{0}")]
-    Routing(#[from] ConfigErrors),
-    /// A certificate or key cannot be used.
-    #[error("tls: {0}")]
-    Tls(#[from] TlsError),
-    /// The blocking parse task died.
-    #[error("reload task failed: {0}")]
-    Task(String),
-    /// The reloader is not running (shutdown).
-    #[error("the reloader has stopped")]
-    Stopped,
 }
 
 /// What a successful reload did.
@@ -86,6 +71,12 @@ pub struct ReloadReport {
     pub sessions_to_move: usize,
     /// The admin token file was re-read (`false`: unreadable, the old token kept).
     pub token_reloaded: bool,
+    /// The keys of mailgate.yaml that changed and are now in force.
+    pub config_changes: Vec<&'static str>,
+    /// Listeners added and removed, one line each.
+    pub listener_changes: Vec<String>,
+    /// Backends the moved sessions would push over `max_sessions` (`reload_guard: warn`).
+    pub over_budget: Vec<String>,
 }
 
 struct Request {
@@ -146,13 +137,14 @@ pub fn channel() -> (ReloadHandle, ReloadInbox) {
 /// Everything a reload changes.
 #[derive(Debug)]
 pub struct Reloader {
-    /// The routing file.
-    pub routing_file: PathBuf,
-    /// The certificates to re-read.
-    pub tls: Option<TlsConfig>,
+    /// The mailgate.yaml in force (its routing file, certificates and settings).
+    pub config: Config,
+    /// Re-read with every reload; `None`: only the routing file, the certificates and the
+    /// token are re-read (the settings of `config` stay).
+    pub config_path: Option<PathBuf>,
     /// The snapshot to replace.
     pub runtime: RuntimeHandle,
-    /// Budgets and health targets.
+    /// Budgets, health settings and targets.
     pub health: HealthView,
     /// Sessions to kick when routes move.
     pub kicks: KickRegistry,
@@ -166,11 +158,17 @@ pub struct Reloader {
     pub tokens: Option<Arc<TokenStore>>,
     /// Told every new table: it logs backends that are mailgate's own listeners.
     pub backends: Option<Arc<BackendClient>>,
+    /// The client limits (`limits:`) sessions count against.
+    pub sessions: Option<Arc<SessionContext>>,
+    /// The client listeners (`listen.imap` etc.).
+    pub listeners: Option<Arc<ListenerSet>>,
+    /// The move planner's budget check (`reload_guard`).
+    pub guard: Arc<crate::move_plan::guard::MoveGuard>,
 }
 
 impl Reloader {
     /// Serve requests one at a time until `stop`.
-    pub async fn run(self, mut inbox: ReloadInbox, stop: CancellationToken) {
+    pub async fn run(mut self, mut inbox: ReloadInbox, stop: CancellationToken) {
         loop {
             let request = tokio::select! {
                 r = inbox.rx.recv() => match r {
@@ -180,28 +178,44 @@ impl Reloader {
                 _ = stop.cancelled() => return,
             };
             let result = self.reload_once(request.trigger).await;
+            if let Err(e) = &result {
+                self.metrics.record_refused(e);
+                tracing::error!(
+                    trigger = request.trigger.as_str(),
+                    reason = e.reason(),
+                    error = %e,
+                    "reload refused; nothing changed"
+                );
+            }
             if let Some(reply) = request.reply {
                 let _ = reply.send(result);
             }
         }
     }
 
-    async fn reload_once(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
-        let token_reloaded = self.tokens.as_ref().is_none_or(|t| t.reload().is_ok());
-        let path = self.routing_file.clone();
-        let tls = self.tls.clone();
-        let parsed = tokio::task::spawn_blocking(move || parse(&path, tls.as_ref()))
-            .await
-            .map_err(|e| ReloadError::Task(e.to_string()))
-            .and_then(|r| r);
-        let (table, tls) = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                self.metrics.record_reload(false);
-                tracing::error!(trigger = trigger.as_str(), error = %e, "reload failed; keeping the previous configuration");
-                return Err(e);
-            }
+    async fn reload_once(&mut self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+        let path = self.config_path.clone();
+        let current = self.config.clone();
+        let candidate =
+            tokio::task::spawn_blocking(move || reload_check::candidate(path.as_deref(), &current))
+                .await
+                .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let Candidate {
+            config,
+            diff: config_diff,
+            table,
+            tls,
+        } = candidate;
+        // Everything that can still fail, before anything is swapped.
+        let log = match crate::logging::reload_handle() {
+            Some(h) => Some(h.prepare(&config.log)?),
+            None => None,
         };
+        let listener_plan = match &self.listeners {
+            Some(l) => Some(l.prepare(&config.listen)?),
+            None => None,
+        };
+
         let old = self.runtime.snapshot();
         let unchanged = table.version() == old.routing.version();
         let new_table = if unchanged {
@@ -210,15 +224,38 @@ impl Reloader {
             Arc::new(table)
         };
         let diff = old.routing.diff(&new_table);
-        self.runtime.store(old.with_files(new_table.clone(), tls));
+        // Moves that would push a backend over max_sessions: flagged; strict refuses here.
+        let over_budget =
+            self.guard
+                .check(config.reload_guard, &old.routing, &new_table, &self.kicks)?;
+        self.runtime
+            .store(old.reloaded(&config, new_table.clone(), tls));
         if let Some(b) = &self.backends {
             b.warn_own_listener_loops(&new_table);
+        }
+        let settings = topology::health_settings(&config.health);
+        if settings != self.health.settings() {
+            self.health.set_settings(settings);
         }
         self.health
             .set_backends(topology::backend_specs(&new_table));
         if let Some(p) = &self.probes {
             p.set_targets(topology::probe_targets(&new_table));
         }
+        if let Some(s) = &self.sessions {
+            s.clients().apply(&config.limits);
+        }
+        if let Some(log) = log {
+            // Validated above; a swap error means the subscriber is gone: say so, go on.
+            if let Err(e) = log.install() {
+                tracing::error!(error = %e, "log settings not applied");
+            }
+        }
+        let listener_changes = match (&self.listeners, listener_plan) {
+            (Some(l), Some(plan)) => l.apply(plan),
+            _ => Vec::new(),
+        };
+        let token_reloaded = self.tokens.as_ref().is_none_or(|t| t.reload().is_ok());
         let mut sessions_to_move = 0;
         if !diff.is_empty() {
             let window = self.health.settings().kick_window;
@@ -234,7 +271,16 @@ impl Reloader {
         self.metrics.record_reload(true);
         self.metrics.set_routes(&new_table);
         let summary = diff.summary();
-        tracing::info!(trigger = trigger.as_str(), summary = %summary, sessions_to_move, "configuration reloaded");
+        let config_changes: Vec<&'static str> = config_diff.reloadable().collect();
+        tracing::info!(
+            trigger = trigger.as_str(),
+            summary = %summary,
+            config = %config_diff.summary(),
+            listeners = %listener_changes.join(", "),
+            sessions_to_move,
+            "configuration reloaded"
+        );
+        self.config = config;
         Ok(ReloadReport {
             trigger,
             routing_version: new_table.version_hex(),
@@ -242,91 +288,16 @@ impl Reloader {
             summary,
             sessions_to_move,
             token_reloaded,
+            config_changes,
+            listener_changes,
+            over_budget,
         })
     }
 }
 
-/// `config_reloads_total`, `config_last_reload_success_timestamp_seconds`, `routes`.
-#[derive(Debug, Default)]
-pub struct ConfigMetrics {
-    reloads: Family<ReloadLabel, Counter>,
-    last_success: Gauge<f64, AtomicU64>,
-    routes: Family<KindLabel, Gauge>,
-}
-
-impl ConfigMetrics {
-    /// Count a reload (the load at start counts as one); on success stamp the time.
-    pub fn record_reload(&self, ok: bool) {
-        let result = if ok {
-            ReloadResult::Success
-        } else {
-            ReloadResult::Failure
-        };
-        self.reloads.get_or_create(&ReloadLabel { result }).inc();
-        if ok {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            self.last_success.set(now);
-        }
-    }
-
-    /// Mirror the routing table's size.
-    pub fn set_routes(&self, table: &RoutingTable) {
-        let c = table.counts();
-        for (kind, n) in [
-            ("domain", c.domains),
-            ("wildcard", c.wildcards),
-            ("user", c.users),
-            ("default", c.default),
-        ] {
-            self.routes.get_or_create(&KindLabel { kind }).set(n as i64);
-        }
-    }
-}
-
-impl MetricGroup for ConfigMetrics {
-    fn register(&self, r: &mut Registry) {
-        r.register(
-            names::CONFIG_RELOADS,
-            "Routing/certificate reloads by result",
-            self.reloads.clone(),
-        );
-        r.register(
-            names::CONFIG_LAST_RELOAD_SUCCESS,
-            "Unix time of the last successful load",
-            self.last_success.clone(),
-        );
-        r.register(
-            names::ROUTES,
-            "Routing table entries by kind",
-            self.routes.clone(),
-        );
-    }
-}
-
-/// Parse and validate the routing file and certificates (blocking).
-fn parse(
-    routing_file: &Path,
-    tls: Option<&TlsConfig>,
-) -> Result<(RoutingTable, Option<ServerTls>), ReloadError> {
-    // Certificates first: a bad certificate must not leave a new routing table
-    // half-applied, and a bad routing file leaves the certificates unchanged too.
-    let tls = tls.map(ServerTls::from_config).transpose()?;
-    let loaded = RoutingTable::load(routing_file)?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok((loaded.table, tls))
-}
-
-/// SIGHUP and changes of the routing file's directory ask `handle` for reloads. The
-/// returned watcher must be kept alive.
-pub fn spawn_triggers(
-    handle: &ReloadHandle,
-    routing_file: &Path,
-) -> Option<mailgate_config::Watcher> {
+/// SIGHUP and changes of `files` (the routing file and mailgate.yaml, each watched through
+/// its directory) ask `handle` for reloads. The returned watchers must be kept alive.
+pub fn spawn_triggers(handle: &ReloadHandle, files: &[&Path]) -> Vec<mailgate_config::Watcher> {
     let hup = handle.clone();
     // Registered now, before the listeners accept anything: a SIGHUP that arrived before
     // the handler exists would end the process (its default action).
@@ -340,12 +311,15 @@ pub fn spawn_triggers(
         }
         Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload via the admin API"),
     }
-    let file = handle.clone();
-    match mailgate_config::watch(routing_file, move || file.request(Trigger::FileChange)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the routing file; reload with SIGHUP");
-            None
+    let mut watchers = Vec::new();
+    for path in files {
+        let file = handle.clone();
+        match mailgate_config::watch(path, move || file.request(Trigger::FileChange)) {
+            Ok(w) => watchers.push(w),
+            Err(e) => {
+                tracing::warn!(error = %e, file = %path.display(), "cannot watch; reload with SIGHUP");
+            }
         }
     }
+    watchers
 }

@@ -26,6 +26,28 @@ pub struct FrontSettings {
     pub require_tls_for_login: bool,
 }
 
+/// The admin server's settings that change with a reload (`admin:` except the token file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// `admin.show_addresses`.
+    pub show_addresses: bool,
+    /// `admin.domain_check`.
+    pub domain_check: bool,
+    /// `admin.domain_checks_per_minute`.
+    pub domain_checks_per_minute: u32,
+}
+
+impl AdminSettings {
+    /// The settings of `config.admin`.
+    pub fn new(a: &mailgate_config::AdminConfig) -> Self {
+        AdminSettings {
+            show_addresses: a.show_addresses,
+            domain_check: a.domain_check,
+            domain_checks_per_minute: a.domain_checks_per_minute,
+        }
+    }
+}
+
 /// One consistent view of the configuration in force.
 #[derive(Debug)]
 pub struct Runtime {
@@ -43,6 +65,12 @@ pub struct Runtime {
     pub proxy_from: Vec<IpAddr>,
     /// After the shutdown grace, spliced sessions close spread over this window.
     pub shutdown_close_window: Duration,
+    /// How long spliced sessions may continue after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// Admin settings (status page addresses, domain check and its rate).
+    pub admin: AdminSettings,
+    /// Per-step timeout of health probes (`health.timeout`).
+    pub probe_timeout: Duration,
     /// Counts the snapshots stored since start (1 = the one loaded at start).
     pub generation: u64,
 }
@@ -50,10 +78,30 @@ pub struct Runtime {
 impl Runtime {
     /// The snapshot of `config` with `routing` and `tls` loaded from its files.
     pub fn new(config: &Config, routing: RoutingTable, tls: Option<ServerTls>) -> Runtime {
+        Runtime::build(config, Arc::new(routing), tls.map(Arc::new), 1)
+    }
+
+    /// The successor of `self` for a reloaded `config` (every reloadable key of
+    /// mailgate.yaml) with a new routing table and certificates.
+    pub fn reloaded(
+        &self,
+        config: &Config,
+        routing: Arc<RoutingTable>,
+        tls: Option<ServerTls>,
+    ) -> Runtime {
+        Runtime::build(config, routing, tls.map(Arc::new), self.generation + 1)
+    }
+
+    fn build(
+        config: &Config,
+        routing: Arc<RoutingTable>,
+        tls: Option<Arc<ServerTls>>,
+        generation: u64,
+    ) -> Runtime {
         let l = &config.limits;
         Runtime {
-            routing: Arc::new(routing),
-            tls: tls.map(Arc::new),
+            routing,
+            tls,
             front: FrontSettings {
                 greeting: config
                     .greeting
@@ -71,7 +119,10 @@ impl Runtime {
             },
             proxy_from: config.listen.proxy_from.clone(),
             shutdown_close_window: config.shutdown_close_window,
-            generation: 1,
+            shutdown_grace: config.shutdown_grace,
+            admin: AdminSettings::new(&config.admin),
+            probe_timeout: config.health.timeout,
+            generation,
         }
     }
 
@@ -85,6 +136,9 @@ impl Runtime {
             proto_limits: self.proto_limits.clone(),
             proxy_from: self.proxy_from.clone(),
             shutdown_close_window: self.shutdown_close_window,
+            shutdown_grace: self.shutdown_grace,
+            admin: self.admin.clone(),
+            probe_timeout: self.probe_timeout,
             generation: self.generation + 1,
         }
     }

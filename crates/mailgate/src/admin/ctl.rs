@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::http::encode;
 
+pub mod fleet;
 mod status;
 mod views;
 pub use status::status_table;
@@ -85,12 +86,19 @@ pub enum Command {
         /// Print the JSON document.
         json: bool,
     },
-    /// `POST /backends/{name}/drain`.
-    Drain(String),
+    /// `POST /backends/{name}/drain[?reason=...]`.
+    Drain {
+        /// Backend name.
+        name: String,
+        /// Why (shown on `/status`, kept in the state file).
+        reason: Option<String>,
+    },
     /// `POST /backends/{name}/undrain`.
     Undrain(String),
     /// `POST /reload`.
     Reload,
+    /// `POST /upgrade`: start the binary at the running one's path; it takes over.
+    Upgrade,
     /// `POST /kick?...`.
     Kick {
         /// `backend=`.
@@ -227,9 +235,16 @@ pub fn run(target: &Target, command: &Command) -> Result<ExitCode, CtlError> {
 fn request_line(command: &Command) -> (Method, String) {
     match command {
         Command::Status { .. } => (Method::GET, "/status".into()),
-        Command::Drain(b) => (Method::POST, format!("/backends/{}/drain", encode(b))),
+        Command::Drain { name, reason } => {
+            let q = reason
+                .as_ref()
+                .map(|r| format!("?reason={}", encode(r)))
+                .unwrap_or_default();
+            (Method::POST, format!("/backends/{}/drain{q}", encode(name)))
+        }
         Command::Undrain(b) => (Method::POST, format!("/backends/{}/undrain", encode(b))),
         Command::Reload => (Method::POST, "/reload".into()),
+        Command::Upgrade => (Method::POST, "/upgrade".into()),
         Command::Kick {
             backend,
             domain,
@@ -314,7 +329,7 @@ fn describe(command: &Command, v: &Value) -> String {
             serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
         }
         Command::Status { json: false } => status_table(v),
-        Command::Drain(_) | Command::Undrain(_) => {
+        Command::Drain { .. } | Command::Undrain(_) => {
             let changed = if v["changed"] == true {
                 "changed"
             } else {
@@ -325,13 +340,35 @@ fn describe(command: &Command, v: &Value) -> String {
             } else {
                 "not drained"
             };
-            format!("{}: {state} ({changed})\n", s(&v["backend"]))
+            let mut line = format!("{}: {state} ({changed})", s(&v["backend"]));
+            if let Some(note) = v["note"].as_str() {
+                line.push_str(&format!("; {note}"));
+            }
+            if let Some(e) = v["state_file_error"].as_str() {
+                line.push_str(&format!("; NOT KEPT across a restart: {e}"));
+            }
+            line + "\n"
         }
-        Command::Reload => format!(
-            "reloaded; routing version {}; admin token {}\n",
-            s(&v["routing_version"]),
-            s(&v["admin_token"])
-        ),
+        Command::Reload => {
+            let list = |key: &str| {
+                let items: Vec<String> = v[key]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect())
+                    .unwrap_or_default();
+                if items.is_empty() {
+                    "none".to_string()
+                } else {
+                    items.join(", ")
+                }
+            };
+            format!(
+                "reloaded; routing version {}; admin token {}; mailgate.yaml changes: {}; listeners: {}\n",
+                s(&v["routing_version"]),
+                s(&v["admin_token"]),
+                list("config_changes"),
+                list("listener_changes"),
+            )
+        }
         Command::Plan { json: true, .. }
         | Command::Sessions { json: true, .. }
         | Command::Kick { dry_run: true, .. } => {
@@ -343,6 +380,10 @@ fn describe(command: &Command, v: &Value) -> String {
         }
         Command::Plan { file, .. } => views::plan(v, &file.display().to_string()),
         Command::Sessions { .. } => views::sessions(v),
+        Command::Upgrade => format!(
+            "upgraded: process {} serves now; the old one ({}) drains its sessions\n",
+            v["new_pid"], v["old_pid"]
+        ),
         Command::Kick { .. } => format!(
             "{} session(s) of {} {} scheduled to close over {}s\n",
             v["scheduled"],
@@ -351,6 +392,26 @@ fn describe(command: &Command, v: &Value) -> String {
             v["window_secs"]
         ),
     }
+}
+
+/// Send one status, drain, undrain, kick or reload command (no request body):
+/// `Ok(Ok(output))` done, `Ok(Err(why))` the server refused or failed (`METHOD PATH:
+/// STATUS: reason`), `Err` not reached or not understood. Used for several instances at
+/// once ([`fleet`]).
+pub async fn call(target: &Target, command: &Command) -> Result<Result<String, String>, CtlError> {
+    let (method, path) = request_line(command);
+    let (status, body) = send(target, method.clone(), &path, Vec::new()).await?;
+    let value: Value = serde_json::from_str(&body)
+        .map_err(|_| CtlError::Answer(format!("{status}: {}", body.trim())))?;
+    if !status.is_success() {
+        let why = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        return Ok(Err(format!("{} {path}: {status}: {why}", method.as_str())));
+    }
+    Ok(Ok(describe(command, &value)))
 }
 
 #[cfg(test)]

@@ -242,16 +242,20 @@ fn status(state: &AdminState) -> Resp {
     };
     let mut doc = status_json::render(&statuses, &table, info);
     doc["state_file"] = super::drains::state_file_json(&state.ctx);
+    let oauth = rt.front.oauth;
+    crate::capabilities::extend_status(&mut doc, &state.ctx.capabilities, &table, oauth);
     http::json(StatusCode::OK, &doc)
 }
 
 fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
     let pairs = http::query_pairs(req.uri().query());
-    let domain = http::query_get(&pairs, "domain").filter(|_| state.ctx.domain_check);
+    // `admin:` settings of the snapshot in force: a reload changes them.
+    let rt = state.ctx.runtime.snapshot();
+    let domain = http::query_get(&pairs, "domain").filter(|_| rt.admin.domain_check);
     if domain.is_some_and(|d| !d.trim().is_empty())
         && !state
             .domain_checks
-            .allow(peer.ip(), state.ctx.domain_checks_per_minute)
+            .allow(peer.ip(), rt.admin.domain_checks_per_minute)
     {
         return http::error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -259,13 +263,13 @@ fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         );
     }
     let statuses = state.ctx.health.snapshot();
-    let table = state.ctx.runtime.snapshot().routing.clone();
+    let table = rt.routing.clone();
     let body = status_page::render(&status_page::PageInput {
         statuses: &statuses,
         table: &table,
         domain,
-        show_addresses: state.ctx.show_addresses,
-        domain_check: state.ctx.domain_check,
+        show_addresses: rt.admin.show_addresses,
+        domain_check: rt.admin.domain_check,
         refresh_secs: PAGE_REFRESH_SECS,
         now: SystemTime::now(),
     });
@@ -285,6 +289,9 @@ async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
                     "unchanged": report.unchanged,
                     "summary": report.summary,
                     "sessions_to_move": report.sessions_to_move,
+                    "config_changes": report.config_changes,
+                    "listener_changes": report.listener_changes,
+                    "over_budget": report.over_budget,
                     "admin_token": if report.token_reloaded { "reloaded" } else { "kept (file unreadable)" },
                 }),
             )
@@ -293,7 +300,7 @@ async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
             tracing::warn!(%peer, "admin: reload failed");
             http::json(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &json!({ "ok": false, "error": e.to_string() }),
+                &json!({ "ok": false, "reason": e.reason(), "error": e.to_string() }),
             )
         }
     }

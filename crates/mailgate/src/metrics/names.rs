@@ -16,6 +16,10 @@ pub const BACKEND_MAX_SESSIONS: &str = "backend_max_sessions";
 pub const BACKEND_LOGINS_IN_FLIGHT: &str = "backend_logins_in_flight";
 /// `mailgate_backend_down_suppressed`
 pub const BACKEND_DOWN_SUPPRESSED: &str = "backend_down_suppressed";
+/// `mailgate_backend_capability{backend,protocol,stage,capability}`
+pub const BACKEND_CAPABILITY: &str = "backend_capability";
+/// `mailgate_capability_drift{protocol}`
+pub const CAPABILITY_DRIFT: &str = "capability_drift";
 /// `mailgate_backend_probe_duration_seconds`
 pub const BACKEND_PROBE_DURATION: &str = "backend_probe_duration_seconds";
 /// `mailgate_backend_login_duration_seconds`
@@ -34,6 +38,8 @@ pub const KICKS: &str = "kicks";
 pub const CONFIG_RELOADS: &str = "config_reloads";
 /// `mailgate_config_last_reload_success_timestamp_seconds`
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "config_last_reload_success_timestamp_seconds";
+/// `mailgate_config_reloads_refused_total{reason}`.
+pub const CONFIG_RELOADS_REFUSED: &str = "config_reloads_refused";
 /// `mailgate_routes`
 pub const ROUTES: &str = "routes";
 /// `mailgate_reload_guard_total`

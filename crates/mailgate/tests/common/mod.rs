@@ -129,6 +129,8 @@ impl Proxy {
              max_sessions_per_ip: 0\n{limits}\nshutdown_grace: 1s\n{config_extra}"
         );
         let config_path = dir.path().join("mailgate.yaml");
+        // On disk too: every reload re-reads it (and refuses restart-only changes).
+        std::fs::write(&config_path, dedup_keys(&config)).expect("write config");
         let config = Config::parse(&dedup_keys(&config), &config_path)
             .unwrap_or_else(|e| panic!("config: {e}\n{config}"));
         let loaded = RoutingTable::parse(&routing, &routing_path)
