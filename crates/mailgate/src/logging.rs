@@ -62,7 +62,11 @@ pub fn init_with_sink<W: io::Write + Send + 'static>(
     sink: W,
     ansi: bool,
 ) -> LogGuard {
-    let env = EnvFilter::try_from_default_env().ok();
+    // An empty RUST_LOG counts as unset: log.level applies (and reloads).
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|_| EnvFilter::try_from_default_env().ok());
     let env_override = env.is_some();
     let filter = env.unwrap_or_else(|| EnvFilter::new(cfg.level.clone()));
     let (writer, guard) = non_blocking(sink, QUEUE_LINES);
