@@ -276,12 +276,11 @@ impl fmt::Display for CapabilityChange {
             CapabilityChange::First => f.write_str("first seen"),
             CapabilityChange::Same => f.write_str("unchanged"),
             CapabilityChange::Changed { added, removed } => {
-                let list = |v: &[String]| {
-                    if v.is_empty() {
-                        "-".into()
-                    } else {
-                        v.join(", ")
-                    }
+                // At most 12 names each: an upgrade can change dozens at once.
+                let list = |v: &[String]| match v.len() {
+                    0 => "-".to_string(),
+                    n if n > 12 => format!("{} … {} more", v[..12].join(", "), n - 12),
+                    _ => v.join(", "),
                 };
                 write!(f, "added: {}; removed: {}", list(added), list(removed))
             }

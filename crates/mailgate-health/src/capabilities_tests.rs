@@ -183,3 +183,16 @@ fn pop3_drift_covers_sasl_lines() {
     let adv = book.advertised(Protocol::Pop3, ["a", "b"]);
     assert_eq!(adv.mechanism_names(true), ["PLAIN", "LOGIN"]);
 }
+
+#[test]
+fn long_changes_are_shortened_for_the_log() {
+    let many: Vec<String> = (0..20).map(|i| format!("C{i:02}")).collect();
+    let change = CapabilityChange::Changed {
+        added: many.clone(),
+        removed: vec![],
+    };
+    let text = change.to_string();
+    assert!(text.starts_with("added: C00, C01,"), "{text}");
+    assert!(text.contains("C11 … 8 more; removed: -"), "{text}");
+    assert!(!text.contains("C12"), "{text}");
+}
