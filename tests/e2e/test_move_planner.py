@@ -254,3 +254,17 @@ def _closed_within(sock: socket.socket, timeout: float) -> bool:
     except OSError:
         pass
     return True
+
+
+def test_a_reload_that_turns_strict_on_is_already_guarded_by_it(planned):
+    mg, moving, bob = planned()
+    running_version = mg.status_json()["routing"]["version"]
+    mg.config["reload_guard"] = "strict"
+    mg.routing = _moved(mg.routing)
+    mg.write()
+    code, _, body = mg.http("POST", "/reload", timeout=15)
+    assert code == 422, body
+    assert json.loads(body)["reason"] == "over_budget", body
+    time.sleep(1.5)
+    assert mg.status_json()["routing"]["version"] == running_version
+    assert _alive(moving + bob)

@@ -56,10 +56,6 @@ pub const RESTART_KEYS: &[(&str, &str)] = &[
         "the file watcher watches the routing file's directory chosen at start",
     ),
     (
-        "reload_guard",
-        "the reloader reads the guard's mode at start",
-    ),
-    (
         "upgrade_grace",
         "the running process reads it at start (a binary upgrade's new process reads the new value)",
     ),

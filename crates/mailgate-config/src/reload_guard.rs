@@ -45,6 +45,16 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_applies_it() {
+        let p = Path::new("/etc/mailgate/mailgate.yaml");
+        let old = Config::parse(BASE, p).expect("parses");
+        let new = Config::parse(&format!("{BASE}reload_guard: strict\n"), p).expect("parses");
+        let d = crate::ConfigDiff::between(&old, &new);
+        assert_eq!(d.reloadable().collect::<Vec<_>>(), ["reload_guard"]);
+        assert_eq!(d.needs_restart().count(), 0);
+    }
+
+    #[test]
     fn an_unknown_value_names_the_key_and_line() {
         let p = Path::new("/etc/mailgate/mailgate.yaml");
         let e =
