@@ -219,3 +219,43 @@ impl fmt::Debug for ForwardInfo {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn password(authzid: Option<&str>, authcid: &str) -> LoginRequest {
+        LoginRequest {
+            credentials: Credentials::Password {
+                authzid: authzid.map(str::to_string),
+                authcid: authcid.into(),
+                password: Secret::new("pw"),
+            },
+        }
+    }
+
+    #[test]
+    fn identities_of_every_login_form() {
+        // PLAIN with an authzid: the mailbox is the authzid, the master authenticates.
+        let r = password(Some("bob@example.org"), "admin");
+        assert_eq!(r.authzid(), Some("bob@example.org"));
+        assert_eq!(r.login_name(), "admin");
+        assert_eq!(r.routing_user(), "bob@example.org");
+        // An empty authzid is none.
+        let r = password(Some(""), "bob@example.org");
+        assert_eq!(r.authzid(), None);
+        assert_eq!(r.routing_user(), "bob@example.org");
+        // LOGIN user*master: one name; the routing table splits it.
+        let r = password(None, "bob@example.org*admin");
+        assert_eq!(r.authzid(), None);
+        assert_eq!(r.login_name(), "bob@example.org*admin");
+        let r = LoginRequest {
+            credentials: Credentials::OAuth {
+                mechanism: OAuthMechanism::XOAuth2,
+                user: "carol@example.net".into(),
+                initial_response: Secret::new("token"),
+            },
+        };
+        assert_eq!((r.authzid(), r.login_name()), (None, "carol@example.net"));
+    }
+}

@@ -20,6 +20,9 @@ use crate::admission::Permit;
 use crate::backend::{Deadlines, LoggedIn, ProxyClient, Target};
 use crate::metrics::LoginResult;
 
+// One value per login, moved once or twice and then taken apart: boxing the large variant
+// would cost an allocation per login to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum LoginStep {
     /// The backend accepted: splice.
     Spliced(LoggedIn, crate::admission::SessionSlot),
@@ -28,6 +31,7 @@ pub(super) enum LoginStep {
 }
 
 /// What one attempt on one backend came to.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Done(LoginStep),
     /// The backend failed in a way that allows the fallback; answer with this if there is none.
