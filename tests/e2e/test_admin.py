@@ -150,7 +150,12 @@ def test_without_a_token_file_mutations_are_off(mailgate_factory):
 def test_drain_and_undrain_through_the_api(mailgate, pki):
     code, _, body = mailgate.http("POST", "/backends/mail1/drain")
     assert code == 200, body
-    assert json.loads(body) == {"backend": "mail1", "drained": True, "changed": True}
+    answer = json.loads(body)
+    assert {k: answer[k] for k in ("backend", "drained", "changed")} == \
+        {"backend": "mail1", "drained": True, "changed": True}
+    # This instance's drain, no state file configured: not kept across a restart.
+    assert answer["drain"] == {"file": None, "local": answer["drain"]["local"]}
+    assert answer["drain"]["local"]["reason"] is None and answer["persisted"] is False
     text = login_refusal(mailgate, pki, "alice@example.com")
     assert "[UNAVAILABLE]" in text and "mail1 is unavailable" in text
     # Other backends are untouched.
@@ -212,7 +217,8 @@ def test_ctl_status_drain_undrain_kick_reload(mailgate, pki):
     assert "mail2: drained (changed)" in r.stdout
     assert "[UNAVAILABLE]" in login_refusal(mailgate, pki, "bob@example.org")
     status = mailgate.ctl("status").stdout
-    assert any(line.startswith("mail2") and " yes " in line for line in status.splitlines()), status
+    # DRAINED says where the drain comes from: `local` is this instance's admin API.
+    assert any(line.startswith("mail2") and " local " in line for line in status.splitlines()), status
     r = mailgate.ctl("undrain", "mail2")
     assert r.returncode == 0 and "not drained (changed)" in r.stdout
     imap = login(mailgate, pki, "bob@example.org")

@@ -157,6 +157,31 @@ pub fn shown(verdict: &Verdict, table: &RoutingTable) -> Shown {
     }
 }
 
+/// A drain in the routing file with a `drain_reason`: the reason under the pill (the
+/// admin API's instance-local reasons stay on `/status`).
+fn drain_reason(shown: &mut Shown, verdict: &Verdict, def: Option<&Backend>) {
+    let drained = matches!(
+        verdict,
+        Verdict::Refused {
+            cause: Cause::Drained,
+            ..
+        } | Verdict::Fallback {
+            cause: Cause::Drained,
+            ..
+        }
+    );
+    let reason = def
+        .and_then(|b| b.drain.as_ref())
+        .and_then(|d| d.reason.as_deref());
+    if let (true, Some(r)) = (drained, reason) {
+        let r = escape(r);
+        shown.detail = Some(match shown.detail.take() {
+            Some(d) => format!("{d}; {r}"),
+            None => r,
+        });
+    }
+}
+
 /// The name customers see.
 fn public_name<'a>(name: &'a str, def: Option<&'a Backend>) -> &'a str {
     def.and_then(|b| b.public_name.as_deref()).unwrap_or(name)
@@ -364,7 +389,8 @@ fn areas(h: &mut String, input: &PageInput<'_>, verdicts: &[Verdict]) {
     );
     for (s, verdict) in input.statuses.iter().zip(verdicts) {
         let def = input.table.backend(&s.name).map(|b| &**b);
-        let shown = shown(verdict, input.table);
+        let mut shown = shown(verdict, input.table);
+        drain_reason(&mut shown, verdict, def);
         let class = shown.class;
         let _ = write!(
             h,

@@ -414,3 +414,38 @@ fn domain_check_escapes_hostile_input() {
     assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""));
     assert!(html.contains("does not look like a domain name"));
 }
+
+#[test]
+fn a_drain_in_the_routing_file_shows_its_reason() {
+    use crate::admin::testutil::routing;
+    let t = routing(
+        &r#"
+backends:
+  mail1:
+    host: mail1.internal
+    imap_port: 143
+    public_name: "Area <A>"
+    drain: true
+    drain_reason: "disks <replaced> until 14:00"
+  mail2:
+    host: 10.0.0.12
+    imap_port: 143
+domains:
+  example.com: mail1
+  example.org: mail2
+"#[1..],
+    );
+    let mut drained = status("mail1", HealthState::Up);
+    drained.drained = true;
+    let html = page_with(&t, &[drained, status("mail2", HealthState::Up)], None);
+    let r = row(&html, "Area &lt;A&gt;");
+    assert!(r.contains("pill maint\">Maintenance"), "{r}");
+    assert!(r.contains("disks &lt;replaced&gt; until 14:00"), "{r}");
+    // A drain through the admin API only (the file says nothing): no reason shown.
+    let mut local = status("mail1", HealthState::Up);
+    local.drained = true;
+    let html = page_with(&table(), &[local, status("mail2", HealthState::Up)], None);
+    let r = row(&html, "Area &lt;A&gt;");
+    assert!(r.contains("pill maint\">Maintenance"), "{r}");
+    assert!(!r.contains("</span><div class=\"muted\">"), "{r}");
+}

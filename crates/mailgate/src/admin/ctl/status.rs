@@ -6,6 +6,20 @@ use serde_json::Value;
 
 use super::views::s;
 
+/// The DRAINED column: `file` (the routing file's `drain: true`), `local` (this
+/// instance's admin API), `both`, `no`; `yes` from a server that does not say which.
+fn drained(b: &Value) -> &'static str {
+    let file = b["drain"]["file"].is_object();
+    let local = b["drain"]["local"].is_object();
+    match (b["drained"] == true, file, local) {
+        (false, _, _) => "no",
+        (true, true, true) => "both",
+        (true, true, false) => "file",
+        (true, false, true) => "local",
+        (true, false, false) => "yes",
+    }
+}
+
 /// `/status` as a table for a terminal.
 pub fn status_table(v: &Value) -> String {
     let mut out = String::new();
@@ -48,12 +62,23 @@ pub fn status_table(v: &Value) -> String {
             "{:<14} {:<9} {:<7} {:>11} {:>6}  {:<12} {}",
             s(&b["name"]),
             state,
-            if b["drained"] == true { "yes" } else { "no" },
+            drained(b),
             sessions,
             s(&b["logins_in_flight"]),
             probe,
             s(&b["since"]),
         );
+        // Who drained it and why: the routing file (every instance), this instance.
+        for (source, words) in [
+            ("file", "drained in the routing file"),
+            ("local", "drained here"),
+        ] {
+            let d = &b["drain"][source];
+            if d.is_object() {
+                let why = d["reason"].as_str().unwrap_or("no reason given");
+                let _ = writeln!(out, "{:<14} {words}: {why}", "");
+            }
+        }
         // What the numbers do not say: kept admitted while down, fallback in use, ...
         if let Some(note) = b["note"].as_str() {
             let _ = writeln!(out, "{:<14} note: {note}", "");
@@ -69,5 +94,7 @@ pub fn status_table(v: &Value) -> String {
             }
         }
     }
+    // What is offered before login, and where the backends' capabilities differ.
+    out.push_str(&crate::capabilities::status_lines(v));
     out
 }
