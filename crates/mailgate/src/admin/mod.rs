@@ -72,6 +72,8 @@ pub struct AdminContext {
     pub health: HealthView,
     /// Kicks.
     pub kicks: KickRegistry,
+    /// What the probes saw each backend advertise (`/status` capabilities and drift).
+    pub capabilities: mailgate_health::CapabilityBook,
     /// The configuration snapshot in force.
     pub runtime: RuntimeHandle,
     /// The reloader.

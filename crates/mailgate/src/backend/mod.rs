@@ -21,8 +21,8 @@ use mailgate_config::{Backend, BackendTls, LimitsConfig};
 use mailgate_proto::imap::ImapUpstream;
 use mailgate_proto::pop3::Pop3Upstream;
 use mailgate_proto::{
-    ForwardInfo, Limits, LoginRequest, LoginVerdict, Protocol, UpstreamAction, UpstreamConfig,
-    UpstreamError,
+    Capabilities, ForwardInfo, Limits, LoginRequest, LoginVerdict, Protocol, UpstreamAction,
+    UpstreamConfig, UpstreamError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -116,6 +116,8 @@ pub struct LoggedIn {
     pub latency: Duration,
     /// From starting to the verdict (`backend_login_duration_seconds`).
     pub total: Duration,
+    /// The backend's capabilities as the login met them (after STARTTLS).
+    pub capabilities: Option<Capabilities>,
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -126,6 +128,7 @@ impl std::fmt::Debug for LoggedIn {
             .field("remaining", &self.remaining.len())
             .field("latency", &self.latency)
             .field("total", &self.total)
+            .field("capabilities", &self.capabilities)
             .finish()
     }
 }
@@ -183,6 +186,12 @@ impl Engine {
             Engine::Pop3(e) => e.into_remaining(),
         }
     }
+    fn capabilities(&self) -> Option<Capabilities> {
+        match self {
+            Engine::Imap(e) => e.capabilities(),
+            Engine::Pop3(e) => e.capabilities(),
+        }
+    }
 }
 
 /// Where a conversation stops.
@@ -193,8 +202,17 @@ enum Until {
     Verdict,
 }
 
+/// A backend that greeted and is ready for a login, and its capabilities.
+#[derive(Debug)]
+pub struct Ready {
+    /// The connection, before any credentials.
+    pub conn: Conn,
+    /// The capabilities a login would meet (after STARTTLS).
+    pub capabilities: Option<Capabilities>,
+}
+
 enum Reached {
-    Ready(Conn),
+    Ready(Ready),
     Verdict(LoggedIn),
 }
 
@@ -202,8 +220,14 @@ impl BackendClient {
     /// A client using the system's DNS configuration (falls back to the OS resolver when
     /// /etc/resolv.conf cannot be read).
     pub fn new() -> Self {
+        BackendClient::with_resolver(&mailgate_config::ResolverConfig::default())
+    }
+
+    /// A client resolving backend names as `resolver:` says (name servers, how long the
+    /// last good addresses stand in for a failing DNS).
+    pub fn with_resolver(resolver: &mailgate_config::ResolverConfig) -> Self {
         BackendClient {
-            dialer: dial::Dialer::new(),
+            dialer: dial::Dialer::new(resolver),
         }
     }
 
@@ -220,12 +244,6 @@ impl BackendClient {
             tracing::error!(
                 backend = %l.backend,
                 key = %format!("backends.{}.{}", l.backend, l.key),
-        BackendClient::with_resolver(&mailgate_config::ResolverConfig::default())
-    }
-
-    /// A client resolving backend names as `resolver:` says (name servers, how long the
-    /// last good addresses stand in for a failing DNS).
-    pub fn with_resolver(resolver: &mailgate_config::ResolverConfig) -> Self {
                 "{}",
                 l.message()
             );
@@ -249,7 +267,7 @@ impl BackendClient {
 
     /// Go as far as a login would, without one: connect, greeting, capabilities,
     /// STARTTLS. For probes without a probe account.
-    pub async fn ready(&self, target: Target<'_>) -> Result<Conn, BackendError> {
+    pub async fn ready(&self, target: Target<'_>) -> Result<Ready, BackendError> {
         let placeholder = LoginRequest {
             credentials: mailgate_proto::Credentials::Password {
                 authzid: None,
@@ -258,7 +276,7 @@ impl BackendClient {
             },
         };
         match self.converse(target, placeholder, Until::Ready).await? {
-            Reached::Ready(conn) => Ok(conn),
+            Reached::Ready(ready) => Ok(ready),
             Reached::Verdict(_) => Err(BackendError::new(
                 Step::Setup,
                 Failure::Protocol(UpstreamError::Malformed),
@@ -311,14 +329,17 @@ impl BackendClient {
                 }
                 Some(UpstreamAction::CredentialsNext) => {
                     if let Until::Ready = until {
-                        return Ok(Reached::Ready(conn));
+                        let capabilities = engine.capabilities();
+                        return Ok(Reached::Ready(Ready { conn, capabilities }));
                     }
                     step = Step::Login;
                     credentials_at = Some(Instant::now());
                 }
                 Some(UpstreamAction::Done(verdict)) => {
                     let now = Instant::now();
+                    let capabilities = engine.capabilities();
                     return Ok(Reached::Verdict(LoggedIn {
+                        capabilities,
                         conn,
                         verdict,
                         remaining: engine.into_remaining(),

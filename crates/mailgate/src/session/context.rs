@@ -3,7 +3,9 @@
 //! keeps its fields private and offers verbs; a session never reaches through one handle
 //! into another.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use mailgate_health::CapabilityBook;
 
 use super::SessionMetrics;
 use crate::admission::Admission;
@@ -21,6 +23,7 @@ pub struct SessionContext {
     backends: Arc<BackendClient>,
     metrics: Arc<SessionMetrics>,
     lifecycle: Arc<Lifecycle>,
+    capabilities: OnceLock<CapabilityBook>,
 }
 
 impl SessionContext {
@@ -40,6 +43,26 @@ impl SessionContext {
             backends,
             metrics,
             lifecycle,
+            capabilities: OnceLock::new(),
+        }
+    }
+
+    /// Take what the front engines advertise from `book` (the probes fill it); set once.
+    /// Until then sessions advertise everything mailgate can do.
+    pub fn set_capabilities(&self, book: CapabilityBook) {
+        let _ = self.capabilities.set(book);
+    }
+
+    /// What every backend a login over `protocol` can reach in `table` supports: what
+    /// the session's front engine may advertise.
+    pub fn advertised(
+        &self,
+        table: &mailgate_config::RoutingTable,
+        protocol: mailgate_proto::Protocol,
+    ) -> mailgate_proto::Advertised {
+        match self.capabilities.get() {
+            Some(book) => crate::capabilities::advertised(book, table, protocol),
+            None => mailgate_proto::Advertised::default(),
         }
     }
 

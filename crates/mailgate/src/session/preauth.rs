@@ -21,7 +21,9 @@ const MAX_QUEUED_REPLIES: usize = 8 * 1024;
 impl Session<'_> {
     /// Greeting and pre-auth loop until a spliceable login.
     pub(super) async fn preauth(&mut self, mut conn: Conn) -> Result<Spliced, Outcome> {
-        let config = self.rt.front_config(self.kind);
+        let mut config = self.rt.front_config(self.kind);
+        // Only what every backend a login can reach supports (the probes' lists).
+        config.advertised = self.ctx.advertised(&self.rt.routing, self.kind.protocol());
         let mut front = Front::new(self.kind.protocol(), config, conn.is_tls());
         // Every write before login is under the pre-auth deadline too: a client that sends
         // commands but never reads the answers cannot park the session in a write.
