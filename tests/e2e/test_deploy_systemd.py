@@ -208,3 +208,67 @@ def test_journal_stream_gets_plain_lines_with_priorities(mailgate_factory, monke
     assert "\x1b[" not in "".join(lines)
     assert all(re.match(r"^<[3467]>", l) or not re.match(r"^\S+ +(INFO|WARN|ERROR)", l)
                for l in lines), lines
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate not installed")
+def test_socket_activation_sockets_are_used_and_survive_an_upgrade(mailgate_factory, pki):
+    """systemd-socket-activate (systemd's own tool) holds the IMAP and admin sockets and
+    starts mailgate at the first connection: that connection, queued before mailgate ran,
+    is served; mailgate binds only the other listeners; a SIGUSR2 upgrade hands the
+    activated sockets on like its own."""
+    from clients import imap_open, read_line
+    from layout import PASSWORD
+
+    mg = mailgate_factory(start=False)
+    imap, admin = mg.ports["imap"], mg.ports["admin"]
+    out = open(mg.out_path, "ab")
+    mg.proc = subprocess.Popen(
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{imap}", "-l", f"127.0.0.1:{admin}",
+         "--fdname=imap:admin", str(mailgate_binary()), "run", "-c", str(mg.config_path)],
+        cwd=mg.dir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": "info"})
+    out.close()
+    new_pid = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:   # the activation socket listens before mailgate exists
+            try:
+                first = socket.create_connection(("127.0.0.1", imap), timeout=10)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, mg.output()
+                time.sleep(0.05)
+        with first:
+            assert read_line(first, timeout=15).startswith(b"* OK"), mg.output()
+        pid = mg.proc.pid   # systemd-socket-activate execs mailgate: same pid
+        deadline = time.monotonic() + 10
+        while "listening" not in mg.output() or "listener=\"pop3\"" not in mg.output():
+            assert time.monotonic() < deadline, mg.output()
+            time.sleep(0.05)
+        text = mg.output()
+        assert re.search(r"listener inherited.*handed_as=imap", text), text
+        assert re.search(r"listener inherited.*handed_as=admin", text), text
+        assert "cannot bind" not in text
+        s = imap_open("127.0.0.1", imap, "plain", pki.ca_cert)
+        assert s.login("alice@example.com", PASSWORD)[0] == "OK"
+        s.logout()
+
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 60
+        while "the new process took over" not in mg.output():
+            assert time.monotonic() < deadline, mg.output()
+            time.sleep(0.05)
+        new_pid = int(re.search(r"took over.*new_pid=(\d+)", mg.output()).group(1))
+        assert mg.wait_exit(timeout=15) == 0, mg.output()
+        s = imap_open("127.0.0.1", imap, "plain", pki.ca_cert)
+        assert s.login("bob@example.org", PASSWORD)[0] == "OK"
+        s.logout()
+        assert mg.http("GET", "/readyz", token=None)[0] == 200
+        assert "pop3" in re.search(r"took over.*listeners=(\S+)", mg.output()).group(1)
+    finally:
+        if new_pid:
+            try:
+                os.kill(new_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

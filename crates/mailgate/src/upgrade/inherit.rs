@@ -48,7 +48,7 @@ pub fn take(addr: SocketAddr) -> Option<std::io::Result<TcpListener>> {
         .position(|(_, l)| l.local_addr().is_ok_and(|a| a == addr))?;
     let (name, listener) = pool.swap_remove(i);
     drop(pool);
-    tracing::debug!(%addr, handed_as = %name, "listener inherited");
+    tracing::info!(%addr, handed_as = %name, "listener inherited");
     Some(
         listener
             .set_nonblocking(true)
