@@ -135,3 +135,50 @@ fn process_caps_and_the_fd_reserve() {
     let _b = limits.connection().expect("b");
     assert!(limits.connection().is_none());
 }
+
+#[test]
+fn a_reload_changes_the_caps_and_keeps_the_counts() {
+    let l = LimitsConfig {
+        max_sessions_per_ip: 2,
+        max_preauth_sessions: 1,
+        max_connections: 100,
+        ..LimitsConfig::default()
+    };
+    let limits = ClientLimits::new(&l, Some(1024));
+    let _a = limits.admit(ip("192.0.2.1")).expect("1");
+    let _b = limits.admit(ip("192.0.2.1")).expect("2");
+    let p = limits.preauth().expect("preauth");
+    assert!(limits.admit(ip("192.0.2.1")).is_none(), "at the cap of 2");
+    limits.apply(&LimitsConfig {
+        max_sessions_per_ip: 3,
+        max_preauth_sessions: 0,
+        max_connections: 5_000,
+        ..LimitsConfig::default()
+    });
+    let _c = limits
+        .admit(ip("192.0.2.1"))
+        .expect("the raised cap admits a third");
+    assert!(
+        limits.admit(ip("192.0.2.1")).is_none(),
+        "the two held still count"
+    );
+    assert!(limits.preauth().is_some(), "0 = unlimited after the reload");
+    assert_eq!(
+        limits.max_connections(),
+        (1024 - FD_RESERVE as u32) / 2,
+        "still below the fd limit"
+    );
+    drop(p);
+    limits.apply(&LimitsConfig {
+        max_sessions_per_ip: 1,
+        ..LimitsConfig::default()
+    });
+    assert!(
+        limits.admit(ip("192.0.2.2")).is_some(),
+        "a new address: 1 allowed"
+    );
+    assert!(
+        limits.admit(ip("192.0.2.1")).is_none(),
+        "lowered below the 3 held"
+    );
+}
