@@ -89,7 +89,7 @@ pub fn plan(v: &Value, file: &str) -> String {
                 format!("{} {}", s(&m["kind"]), s(&m["key"])),
                 s(&m["from"]),
                 s(&m["to"]),
-                m["sessions"],
+                s(&m["sessions"]),
                 after,
                 s(&t["headroom"]),
             );
@@ -113,10 +113,10 @@ pub fn plan(v: &Value, file: &str) -> String {
             out,
             "{:<14} {:>8} {:>5} {:>5} {:>6} {:>6} {:>9}{note}",
             s(&b["name"]),
-            b["sessions"],
-            b["moving_in"],
-            b["moving_out"],
-            b["sessions_after"],
+            s(&b["sessions"]),
+            s(&b["moving_in"]),
+            s(&b["moving_out"]),
+            s(&b["sessions_after"]),
             budget(&b["max_sessions"]),
             s(&b["headroom"]),
         );
@@ -242,6 +242,11 @@ mod tests {
             "{row}"
         );
         assert!(out.contains("    a@example.com  2"), "{out}");
+        let mail2 = out.lines().find(|l| l.starts_with("mail2 ")).expect(&out);
+        assert_eq!(
+            mail2,
+            "mail2                 2     3     0      5      4        -1  OVER BUDGET"
+        );
         assert!(out.contains("sessions to kick: 3 of 8 live"), "{out}");
         assert!(
             out.contains("over budget: mail2; a reload would refuse (reload_guard: strict)"),
