@@ -13,6 +13,7 @@ instances that have a master passdb (``auth_master_user_separator = *``, ``maste
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import json
 import poplib
@@ -128,6 +129,29 @@ def test_pop3_user_in_the_master_user_form_lands_on_the_mailbox_backend(mg, pki,
     finally:
         pop.quit()
     backend.wait_log(f"pop3-login: Info: Login: user=<{user}>", since=since)
+
+
+def test_pop3_auth_plain_with_an_authzid_and_imap_plain_in_the_master_form(mg, pki, master_backends):
+    ann, ben = master_backends["mastersA"], master_backends["mastersB"]
+    since = ann.log_size()
+    pop = pop3_open("127.0.0.1", mg.ports["pop3"], "plain", pki.ca_cert, source=SOURCE["pop3"])
+    try:
+        payload = base64.b64encode(f"ann@masters-a.test\0{MASTER}\0{MASTER_PASSWORD}".encode())
+        assert pop._shortcmd("AUTH PLAIN " + payload.decode()).startswith(b"+OK")
+        assert pop.stat()[0] == 0
+    finally:
+        pop.quit()
+    ann.wait_log("pop3-login: Info: Login: user=<ann@masters-a.test>", since=since)
+    # SASL PLAIN without an authzid, its authcid in the master-user form.
+    since = ben.log_size()
+    imap = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert, source=SOURCE["plain"])
+    try:
+        payload = f"\0ben@masters-b.test*{MASTER}\0{MASTER_PASSWORD}".encode()
+        assert imap.authenticate("PLAIN", lambda _: payload)[0] == "OK"
+        assert imap_backend(imap) == "mastersB"
+    finally:
+        imap.logout()
+    _logged_in_as(ben, "ben@masters-b.test", since)
 
 
 def test_a_wrong_master_password_is_refused_as_credentials(mg, pki, master_backends):
