@@ -126,23 +126,6 @@ impl Runtime {
         }
     }
 
-    /// A successor with a new routing table and certificates, the rest kept.
-    pub fn with_files(&self, routing: Arc<RoutingTable>, tls: Option<ServerTls>) -> Runtime {
-        Runtime {
-            routing,
-            tls: tls.map(Arc::new).or_else(|| self.tls.clone()),
-            front: self.front.clone(),
-            limits: self.limits.clone(),
-            proto_limits: self.proto_limits.clone(),
-            proxy_from: self.proxy_from.clone(),
-            shutdown_close_window: self.shutdown_close_window,
-            shutdown_grace: self.shutdown_grace,
-            admin: self.admin.clone(),
-            probe_timeout: self.probe_timeout,
-            generation: self.generation + 1,
-        }
-    }
-
     /// The client-facing engine's configuration for a listener.
     pub fn front_config(&self, kind: ListenerKind) -> FrontConfig {
         FrontConfig {
