@@ -26,7 +26,7 @@ pub struct Written {
 
 /// Write the man pages and completions of `cmd` under `out` (created if missing).
 pub fn write_all(cmd: clap::Command, out: &Path) -> io::Result<Written> {
-    let mut cmd = cmd;
+    let mut cmd = without_hidden(cmd);
     cmd.build();
     let man_dir = out.join("man");
     let comp_dir = out.join("completions");
@@ -42,6 +42,29 @@ pub fn write_all(cmd: clap::Command, out: &Path) -> io::Result<Written> {
         written.completions.push(path);
     }
     Ok(written)
+}
+
+/// `cmd` (not yet built) without its hidden subcommands: clap_complete would offer them.
+fn without_hidden(cmd: clap::Command) -> clap::Command {
+    if !cmd.get_subcommands().any(|s| s.is_hide_set()) {
+        return cmd;
+    }
+    let mut out = clap::Command::new(cmd.get_name().to_string())
+        .args(cmd.get_arguments().cloned())
+        .groups(cmd.get_groups().cloned())
+        .subcommand_required(cmd.is_subcommand_required_set())
+        .arg_required_else_help(cmd.is_arg_required_else_help_set())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(v) = cmd.get_version() {
+        out = out.version(v.to_string());
+    }
+    if let Some(a) = cmd.get_about() {
+        out = out.about(a.clone());
+    }
+    if let Some(a) = cmd.get_long_about() {
+        out = out.long_about(a.clone());
+    }
+    out
 }
 
 /// `cmd`'s page and, recursively, one per visible subcommand (`mailgate-ctl-drain.1`).
@@ -109,6 +132,17 @@ mod tests {
         let bash = std::fs::read_to_string(dir.path().join("completions/mailgate.bash"))
             .expect("read bash");
         assert!(bash.contains("complete -F _mailgate"), "{bash}");
+        for file in ["_mailgate", "mailgate.fish"] {
+            let text = std::fs::read_to_string(dir.path().join("completions").join(file))
+                .expect("read completion");
+            assert!(text.contains("check"), "{text}");
+            assert!(
+                !text.contains("assets"),
+                "hidden subcommand completed: {text}"
+            );
+        }
+        let top = std::fs::read_to_string(dir.path().join("man/mailgate.1")).expect("read");
+        assert!(!top.contains("assets"), "{top}");
         assert!(
             !bash.contains("assets"),
             "hidden subcommand completed: {bash}"
