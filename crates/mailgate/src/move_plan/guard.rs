@@ -84,7 +84,7 @@ impl MoveGuard {
             self.set_mode(mode);
             return Ok(Vec::new());
         }
-        let plan = MovePlan::for_registry(running, candidate, kicks, false);
+        let plan = MovePlan::budgets_for_registry(running, candidate, kicks);
         let over: Vec<_> = plan.over_budget().collect();
         if over.is_empty() {
             self.set_mode(mode);

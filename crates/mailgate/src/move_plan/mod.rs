@@ -158,8 +158,19 @@ fn route_name(t: &RoutingTable, user: &str) -> Option<(String, RouteRule)> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(running: &'a RoutingTable, candidate: &'a RoutingTable, users: bool) -> Self {
-        let diff = running.diff(candidate);
+    /// Without `with_diff` only the moves that kick sessions are listed (and no diff):
+    /// the reload guard needs the budgets, not the full comparison of two large tables.
+    fn new(
+        running: &'a RoutingTable,
+        candidate: &'a RoutingTable,
+        users: bool,
+        with_diff: bool,
+    ) -> Self {
+        let diff = if with_diff {
+            running.diff(candidate)
+        } else {
+            RoutingDiff::default()
+        };
         let mut p = Planner {
             running,
             candidate,
@@ -312,7 +323,7 @@ impl MovePlan {
         sessions: impl IntoIterator<Item = &'s SessionInfo>,
         users: bool,
     ) -> MovePlan {
-        let mut p = Planner::new(running, candidate, users);
+        let mut p = Planner::new(running, candidate, users, true);
         for s in sessions {
             p.add(s);
         }
@@ -327,7 +338,19 @@ impl MovePlan {
         kicks: &KickRegistry,
         users: bool,
     ) -> MovePlan {
-        let mut p = Planner::new(running, candidate, users);
+        let mut p = Planner::new(running, candidate, users, true);
+        kicks.for_each(|s| p.add(s));
+        p.finish()
+    }
+
+    /// The budgets after the move for the sessions in `kicks`, without the routing diff:
+    /// `moves` holds only the keys that kick sessions, `diff` is empty (the reload guard).
+    pub fn budgets_for_registry(
+        running: &RoutingTable,
+        candidate: &RoutingTable,
+        kicks: &KickRegistry,
+    ) -> MovePlan {
+        let mut p = Planner::new(running, candidate, false, false);
         kicks.for_each(|s| p.add(s));
         p.finish()
     }

@@ -192,6 +192,11 @@ fn the_plan_kicks_exactly_what_a_reload_kicks() {
         .len();
     assert_eq!(plan.sessions_to_kick, reload_would);
     assert_eq!(plan.sessions_to_kick, 3);
+    // The guard's cheaper form has the same budgets, without the diff.
+    let budgets = MovePlan::budgets_for_registry(&running, &candidate, &kicks);
+    assert_eq!(budgets.budgets, plan.budgets);
+    assert!(budgets.diff.is_empty());
+    assert_eq!(budgets.moves, plan.moves, "here every move kicks sessions");
 }
 
 #[test]
