@@ -8,7 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::action::BackendReply;
+use crate::action::{BackendReply, LoginVerdict};
+use crate::login::{Credentials, LoginRequest};
 use crate::protocol::Protocol;
 
 /// At most this many capabilities are kept from one backend list.
@@ -23,6 +24,31 @@ pub const IMAP_MECHANISM_UNSUPPORTED: &str =
 /// POP3 answer to the same.
 pub const POP3_MECHANISM_UNSUPPORTED: &str =
     "-ERR Authentication mechanism not supported for this account.";
+
+/// The SASL mechanism a login's replay needs: `None` for a password login without an
+/// authorization identity (IMAP `LOGIN`, POP3 `USER`/`PASS`), PLAIN with one, the OAuth
+/// mechanism for a token.
+pub(crate) fn replay_mechanism(login: &LoginRequest) -> Option<&'static str> {
+    match &login.credentials {
+        Credentials::Password { authzid: None, .. } => None,
+        Credentials::Password { .. } => Some("PLAIN"),
+        Credentials::OAuth { mechanism, .. } => Some(mechanism.name()),
+    }
+}
+
+/// The backend lists SASL mechanisms, but not the one `login` needs (a list that names
+/// none says nothing about them).
+pub(crate) fn lacks_mechanism(caps: &Capabilities, login: &LoginRequest) -> bool {
+    replay_mechanism(login).is_some_and(|m| caps.lists_mechanisms() && !caps.has_mechanism(m))
+}
+
+/// mailgate's own refusal of such a login, in place of the backend's verdict.
+pub(crate) fn mechanism_refusal(text: &str) -> LoginVerdict {
+    LoginVerdict::Rejected(BackendReply {
+        untagged: Vec::new(),
+        status: text.as_bytes().to_vec(),
+    })
+}
 
 /// A backend's capability list, upper-cased: the IMAP atoms (`AUTH=` ones included) or
 /// the POP3 CAPA tags (the first word of each line), and the SASL mechanisms among them.

@@ -84,11 +84,6 @@ impl BackendCaps {
         self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
     }
 
-    /// True if the backend listed any `AUTH=` mechanism.
-    pub(crate) fn lists_mechanisms(&self) -> bool {
-        self.caps.iter().any(|c| c.starts_with("AUTH="))
-    }
-
     /// The list as the server records it (bounded and cleaned).
     pub(crate) fn public(&self) -> Capabilities {
         Capabilities::from_imap(self.caps.join(" ").as_bytes())

@@ -14,10 +14,11 @@ use super::caps::BackendCaps;
 use super::encode;
 use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
-use crate::capability::{Capabilities, IMAP_MECHANISM_UNSUPPORTED};
+use crate::capability::{
+    Capabilities, IMAP_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal,
+};
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
-use crate::login::{Credentials, OAuthMechanism};
 use crate::redact::{Clipped, Len};
 use crate::verdict::{Refusal, imap_refusal};
 
@@ -321,16 +322,9 @@ impl ImapUpstream {
         let caps = self.caps.clone().unwrap_or_default();
         // A SASL mechanism the backend lists no `AUTH=` for would only earn the backend's
         // error: mailgate answers for it, without sending the credentials.
-        if let Some(mech) = sasl_mechanism(&self.login)
-            && caps.lists_mechanisms()
-            && !caps.has(&format!("AUTH={mech}"))
-        {
-            let reply = BackendReply {
-                untagged: Vec::new(),
-                status: IMAP_MECHANISM_UNSUPPORTED.as_bytes().to_vec(),
-            };
-            self.out
-                .push_back(UpstreamAction::Done(LoginVerdict::Rejected(reply)));
+        if lacks_mechanism(&caps.public(), &self.login) {
+            let refusal = mechanism_refusal(IMAP_MECHANISM_UNSUPPORTED);
+            self.out.push_back(UpstreamAction::Done(refusal));
             self.phase = Phase::Done;
             return Ok(());
         }
@@ -343,18 +337,5 @@ impl ImapUpstream {
         self.pending = segments.into();
         self.phase = Phase::Login;
         Ok(())
-    }
-}
-
-/// The SASL mechanism the replay uses: `None` for the `LOGIN` command (a password login
-/// without an authorization identity), PLAIN with one, the OAuth mechanism for tokens.
-fn sasl_mechanism(login: &LoginRequest) -> Option<&'static str> {
-    match &login.credentials {
-        Credentials::Password { authzid: None, .. } => None,
-        Credentials::Password { .. } => Some("PLAIN"),
-        Credentials::OAuth { mechanism, .. } => Some(match mechanism {
-            OAuthMechanism::XOAuth2 => "XOAUTH2",
-            OAuthMechanism::OAuthBearer => "OAUTHBEARER",
-        }),
     }
 }

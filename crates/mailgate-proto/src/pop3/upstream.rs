@@ -13,7 +13,9 @@ use std::fmt;
 use super::framing::{Framed, frame, take_line};
 use super::response::{BackendCaps, Status, resp_code, status};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
-use crate::capability::{Capabilities, POP3_MECHANISM_UNSUPPORTED};
+use crate::capability::{
+    Capabilities, POP3_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal,
+};
 use crate::config::UpstreamConfig;
 use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
 use crate::sasl;
@@ -321,15 +323,10 @@ impl Pop3Upstream {
     }
 
     fn start_login(&mut self) {
-        if self.missing_mechanism().is_some() {
-            // Only the backend's error would follow: mailgate answers for it, without
-            // sending the credentials.
-            let reply = BackendReply {
-                untagged: Vec::new(),
-                status: POP3_MECHANISM_UNSUPPORTED.as_bytes().to_vec(),
-            };
-            self.queue
-                .push_back(UpstreamAction::Done(LoginVerdict::Rejected(reply)));
+        if lacks_mechanism(&self.caps.list, &self.login) {
+            // Only the backend's error would follow: mailgate answers, sending no credentials.
+            let refusal = mechanism_refusal(POP3_MECHANISM_UNSUPPORTED);
+            self.queue.push_back(UpstreamAction::Done(refusal));
             self.state = State::Done;
             return;
         }
@@ -361,22 +358,6 @@ impl Pop3Upstream {
         };
         self.send(line);
         self.state = state;
-    }
-
-    /// The SASL mechanism this login needs that the backend's CAPA does not list (only
-    /// when it lists a `SASL` line at all): PLAIN for a login with an authorization
-    /// identity, the OAuth mechanism for a token.
-    fn missing_mechanism(&self) -> Option<&'static str> {
-        let list = &self.caps.list;
-        if !list.lists_mechanisms() {
-            return None;
-        }
-        let mech = match &self.login.credentials {
-            Credentials::Password { authzid: None, .. } => return None,
-            Credentials::Password { .. } => "PLAIN",
-            Credentials::OAuth { mechanism, .. } => mechanism.name(),
-        };
-        (!list.has_mechanism(mech)).then_some(mech)
     }
 
     fn send_pass(&mut self) {
