@@ -197,3 +197,16 @@ def test_restart_only_change_is_refused_and_changes_nothing(mailgate_factory, pk
     imap.login("alice@example.com", PASSWORD)
     assert imap_backend(imap) == "mail1"
     imap.logout()
+
+
+def test_a_saved_mailgate_yaml_is_reloaded_by_the_file_watcher(mailgate_factory):
+    mg = mailgate_factory(config={"greeting": "Watched before"})
+    assert _greeting(mg.ports["imap"]).endswith("Watched before")
+    mg.config["greeting"] = "Watched after"
+    # Saved as editors and Kubernetes do (a new file renamed over the old one); no signal.
+    tmp = mg.config_path.with_suffix(".yaml.tmp")
+    tmp.write_text(to_yaml(mg.config))
+    tmp.replace(mg.config_path)
+    _until("the watcher's reload", lambda: _greeting(mg.ports["imap"]).endswith("Watched after"))
+    assert re.search(r'configuration reloaded trigger="file_change".*config=reloads: greeting',
+                     mg.output()), mg.output()
