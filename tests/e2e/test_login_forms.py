@@ -63,10 +63,11 @@ def mg(mailgate_factory, master_backends):
     return mailgate_factory(config={"limits": {"auth_failure_delay": "200ms"}}, routing=routing)
 
 
-def master_login(user: str) -> str:
-    """``user*master`` as an IMAP quoted string: ``*`` is an atom-special (RFC 3501 §9), so
-    a conforming client quotes it; imaplib sends LOGIN's user name as given."""
-    return f'"{user}*{MASTER}"'
+def master_login(user: str, quoted: bool = True) -> str:
+    """``user*master``, as an IMAP quoted string or (``quoted=False``) as the bare atom that
+    imaplib sends when given the name as it is: ``*`` is an atom-special in RFC 3501, but
+    Dovecot accepts it unquoted and so does mailgate."""
+    return f'"{user}*{MASTER}"' if quoted else f"{user}*{MASTER}"
 
 
 def _logged_in_as(backend: Dovecot, user: str, since: int) -> None:
@@ -86,13 +87,14 @@ def _metric(mg, name: str, **labels) -> float:
     return total
 
 
+@pytest.mark.parametrize("quoted", [True, False], ids=["quoted", "bare"])
 @pytest.mark.parametrize("user", sorted(HOMES))
-def test_imap_login_in_the_master_user_form_lands_on_the_mailbox_backend(mg, pki, master_backends, user):
+def test_imap_login_in_the_master_user_form_lands_on_the_mailbox_backend(mg, pki, master_backends, user, quoted):
     backend = master_backends[HOMES[user]]
     since = backend.log_size()
     imap = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert, source=SOURCE["imap"])
     try:
-        typ, _ = imap.login(master_login(user), MASTER_PASSWORD)
+        typ, _ = imap.login(master_login(user, quoted), MASTER_PASSWORD)
         assert typ == "OK"
         assert imap_backend(imap) == HOMES[user]
         assert imap.select("INBOX")[0] == "OK"

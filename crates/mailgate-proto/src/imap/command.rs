@@ -77,9 +77,9 @@ fn command(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Command, Syntax> {
         }
         b"LOGIN" => {
             lx.sp()?;
-            let user = lx.astring()?;
+            let user = lx.login_astring()?;
             lx.sp()?;
-            let password = lx.astring()?;
+            let password = lx.login_astring()?;
             Command::Login { user, password }
         }
         b"AUTHENTICATE" => {

@@ -98,6 +98,26 @@ fn policy(o: Outcome) -> Outcome {
     }
 }
 
+/// The oracle's answer, with mailgate's one deliberate leniency: LOGIN's atoms may hold
+/// `*` and `%` (Dovecot's `user*master` sent unquoted). Such a line is compared with the
+/// oracle's reading of the same values quoted.
+fn oracle_lenient(line: &[u8], ours: &Outcome) -> Outcome {
+    let c = policy(oracle(line));
+    match (ours, &c) {
+        (Outcome::Login(tag, u, p), Outcome::Reject)
+            if u.iter().chain(p).any(|&b| b == b'*' || b == b'%') =>
+        {
+            let mut quoted = format!("{tag} LOGIN ").into_bytes();
+            super::lexer::push_quoted(&mut quoted, u);
+            quoted.push(b' ');
+            super::lexer::push_quoted(&mut quoted, p);
+            quoted.extend_from_slice(b"\r\n");
+            policy(oracle(&quoted))
+        }
+        _ => c,
+    }
+}
+
 fn tag() -> impl Strategy<Value = String> {
     "[A-Za-z0-9.\\-_]{1,8}"
 }
@@ -200,12 +220,14 @@ proptest! {
     fn agrees_with_imap_codec_on_valid_lines(l in line()) {
         let o = ours(&l);
         prop_assert_ne!(&o, &Outcome::Reject, "{:?}", String::from_utf8_lossy(&l));
-        prop_assert_eq!(o, policy(oracle(&l)), "{:?}", String::from_utf8_lossy(&l));
+        let c = oracle_lenient(&l, &o);
+        prop_assert_eq!(o, c, "{:?}", String::from_utf8_lossy(&l));
     }
 
     #[test]
     fn agrees_with_imap_codec_on_mutated_lines(l in mutated()) {
-        let (o, c) = (ours(&l), policy(oracle(&l)));
+        let o = ours(&l);
+        let c = oracle_lenient(&l, &o);
         // mailgate answers unknown commands itself; imap-codec knows more of them.
         if o != Outcome::Other && c != Outcome::Other {
             prop_assert_eq!(o, c, "{:?}", String::from_utf8_lossy(&l));

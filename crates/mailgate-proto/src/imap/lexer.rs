@@ -155,6 +155,23 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// An astring as LOGIN's arguments are read: `*` and `%` (list-wildcards, atom-specials
+    /// in RFC 3501) are accepted in the atom form, as Dovecot and Cyrus accept them, because
+    /// clients send Dovecot's master-user form `user*master` unquoted (Python's imaplib does).
+    pub(crate) fn login_astring(&mut self) -> Result<Vec<u8>, Syntax> {
+        match self.peek() {
+            Some(b'"' | b'{') => self.string(),
+            _ => {
+                let a = self.take_while(|b| is_astring_char(b) || b == b'*' || b == b'%');
+                if a.is_empty() {
+                    Err(Syntax)
+                } else {
+                    Ok(a.to_vec())
+                }
+            }
+        }
+    }
+
     /// `nstring = string / NIL`.
     pub(crate) fn nstring(&mut self) -> Result<Option<Vec<u8>>, Syntax> {
         match self.peek() {
@@ -311,6 +328,9 @@ mod tests {
         assert_eq!(l.eol(), Ok(()));
         assert_eq!(Lexer::new(b"\"a\\x\"").astring(), Err(Syntax));
         assert_eq!(Lexer::new(b"{9}\r\nab").astring(), Err(Syntax));
+        assert_eq!(Lexer::new(b"u*m").astring(), Ok(b"u".to_vec()));
+        assert_eq!(Lexer::new(b"u*m%x").login_astring(), Ok(b"u*m%x".to_vec()));
+        assert_eq!(Lexer::new(b"\"u*m\"").login_astring(), Ok(b"u*m".to_vec()));
         let mut q = Vec::new();
         push_quoted(&mut q, b"p\"w\\");
         assert_eq!(q, b"\"p\\\"w\\\\\"");
