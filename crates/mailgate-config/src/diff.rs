@@ -173,6 +173,7 @@ fn changed_fields(a: &Backend, b: &Backend) -> Vec<&'static str> {
     );
     cmp("fallback", a.fallback == b.fallback);
     cmp("public_name", a.public_name == b.public_name);
+    cmp("drain", a.drain == b.drain);
     out
 }
 

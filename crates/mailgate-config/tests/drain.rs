@@ -86,3 +86,25 @@ fn bad_reasons_and_values_are_refused_with_line_and_key() {
     let e = errors(&with("    drained: true\n"));
     assert!(e.to_string().contains("drained"), "{e}");
 }
+
+#[test]
+fn a_changed_drain_is_a_changed_backend_in_the_diff() {
+    let d = Dir::new();
+    let before = d.load(&with("")).expect("valid").table;
+    let after = d
+        .load(&with("    drain: true\n    drain_reason: x\n"))
+        .expect("valid")
+        .table;
+    let diff = before.diff(&after);
+    let changed: Vec<_> = diff
+        .backends_changed
+        .iter()
+        .map(|c| (c.name.as_str(), c.fields.clone()))
+        .collect();
+    assert_eq!(changed, [("mail1", vec!["drain"])]);
+    assert!(
+        !diff.backends_changed[0].address_changed(),
+        "a drain moves no session"
+    );
+    assert!(!diff.routes_moved());
+}

@@ -6,6 +6,11 @@
 //!   which `read_proxy_v2` uses): never panics; a header is read exactly (its announced
 //!   length, never a byte more, and any shorter prefix is incomplete); what mailgate's
 //!   own writer produces for the address it read parses back to that address.
+//! - [`proxy_inbound`]: the inbound PROXY header of either version
+//!   ([`crate::proxy_header::parse_inbound`], which `read_inbound` uses): never panics; a
+//!   v1 header is at most 107 bytes and ends in CRLF; a header is read exactly (the same
+//!   meaning without what follows, a shorter prefix is `Truncated`); a v1 client address
+//!   written back as a v1 line parses to itself.
 //! - [`admin_request`]: the admin listener's parsing of a request's path
 //!   (`/backends/{name}/drain`), query (percent-decoding, `POST /kick` selectors and
 //!   window) and bearer token: never panics; decoding inverts encoding; a token is allowed
@@ -21,6 +26,49 @@ use crate::admin::{http, routes};
 use crate::net::{ProxyHeaderError, ProxyTlvs, parse_proxy_v2, proxy_v2_header};
 
 const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// The `proxy_inbound` fuzz target. Byte 0: bit 0 puts `PROXY ` in front of the rest,
+/// bit 1 the v2 signature (bit 0 wins), else the rest is the whole input.
+pub fn proxy_inbound(data: &[u8]) {
+    use crate::proxy_header::{MAX_V1_HEADER, ProxyVersion, parse_inbound};
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let mut input: Vec<u8> = Vec::with_capacity(rest.len() + 12);
+    if control & 1 != 0 {
+        input.extend_from_slice(b"PROXY ");
+    } else if control & 2 != 0 {
+        input.extend_from_slice(SIGNATURE);
+    }
+    input.extend_from_slice(rest);
+    let Ok(h) = parse_inbound(&input) else {
+        return;
+    };
+    assert!(h.len <= input.len(), "consumed more than the input");
+    if h.version == ProxyVersion::V1 {
+        assert!(h.len <= MAX_V1_HEADER, "a v1 header over 107 bytes");
+        assert!(input[..h.len].ends_with(b"\r\n"), "a v1 header not ending in CRLF");
+    }
+    let exact = parse_inbound(&input[..h.len]).expect("the header alone parses");
+    assert_eq!(exact, h, "bytes after the header changed its meaning");
+    assert!(
+        matches!(
+            parse_inbound(&input[..h.len - 1]),
+            Err(ProxyHeaderError::Truncated)
+        ),
+        "a truncated header was not refused as incomplete"
+    );
+    if let (ProxyVersion::V1, Some(c)) = (h.version, h.client) {
+        let (family, dst) = if c.is_ipv4() {
+            ("TCP4", "127.0.0.1")
+        } else {
+            ("TCP6", "::1")
+        };
+        let line = format!("PROXY {family} {} {dst} {} 143\r\n", c.ip(), c.port());
+        let again = parse_inbound(line.as_bytes()).expect("a written v1 line parses");
+        assert_eq!(again.client, Some(c), "a v1 address does not round-trip");
+    }
+}
 
 /// The `proxy_v2` fuzz target. Byte 0: bit 0 the PROXY v2 signature is put in front of
 /// the rest (so most inputs get past it), else the rest is the whole input.

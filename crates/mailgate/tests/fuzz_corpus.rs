@@ -1,5 +1,5 @@
 //! Replays every committed seed of the server's fuzz targets (crates/mailgate/fuzz/corpus/
-//! proxy_v2/ and admin_request/) through the functions the targets call, with the same
+//! proxy_v2/, proxy_inbound/ and admin_request/) through the functions the targets call, with the same
 //! oracles. The `routing` and `probe_reader` seeds are replayed by mailgate-config's and
 //! mailgate-health's own fuzz_corpus tests.
 
@@ -33,6 +33,11 @@ fn replay(target: &str, body: fn(&[u8])) {
 #[test]
 fn proxy_v2_corpus() {
     replay("proxy_v2", fuzzing::proxy_v2);
+}
+
+#[test]
+fn proxy_inbound_corpus() {
+    replay("proxy_inbound", fuzzing::proxy_inbound);
 }
 
 #[test]
