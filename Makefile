@@ -46,6 +46,23 @@ bench:
 bench-attack:
 	scripts/bench-attack.sh
 
+# Debian package (cargo-deb, installed by scripts/install-deps.sh):
+# target/debian/mailgate_<version>-1_<arch>.deb with the release binary, the systemd unit
+# (binary path /usr/bin), sysusers, a commented /etc/mailgate, man pages and completions
+# generated from the CLI. tests/e2e/test_deb.py installs the result (CI runs make deb first).
+DEB_STAGE := $(or $(CARGO_TARGET_DIR),target)/release/deb
+.PHONY: deb
+deb:
+	@command -v cargo-deb >/dev/null 2>&1 || { echo "make deb: cargo-deb is missing: run scripts/install-deps.sh (or cargo install cargo-deb --locked)" >&2; exit 1; }
+	$(CARGO) build --release --locked -p mailgate --bin mailgate
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)
+	$(or $(CARGO_TARGET_DIR),target)/release/mailgate assets --out $(DEB_STAGE) >/dev/null
+	gzip -9n $(DEB_STAGE)/man/*.1
+	sed -e 's#/usr/local/bin/mailgate#/usr/bin/mailgate#g' \
+	    -e '1i # Installed by the mailgate Debian package (make deb; deploy/systemd/mailgate.service).' \
+	    deploy/systemd/mailgate.service > $(DEB_STAGE)/mailgate.service
+	$(CARGO) deb -p mailgate --no-build
+
 # Demo: real Dovecot backends from examples/ plus mailgate in front of them.
 demo:
 	scripts/demo.sh
