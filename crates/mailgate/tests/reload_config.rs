@@ -49,7 +49,8 @@ async fn greeting_limits_health_and_admin_settings_reload_and_keep_backend_state
         t.replace("health:\n", "health:\n    fall: 9\n    kick_window: 7s\n")
             .replace("limits:\n", "limits:\n    idle_timeout: 45m\n")
             .replace("max_sessions_per_ip: 0", "max_sessions_per_ip: 1")
-            + "greeting: Welcome to the test\nadmin:\n  domain_check: false\n"
+            .replace("listen:\n", "listen:\n  proxy_from: [127.0.0.2]\n")
+            + "greeting: Welcome to the test\nadmin:\n  domain_check: false\noauth: true\n"
     });
     let report = proxy
         .shared
@@ -76,6 +77,13 @@ async fn greeting_limits_health_and_admin_settings_reload_and_keep_backend_state
     assert_eq!(after.generation, before.generation + 1);
     assert_eq!(after.limits.idle_timeout, Duration::from_secs(45 * 60));
     assert!(!after.admin.domain_check);
+    assert!(after.front.oauth);
+    assert_eq!(
+        after.proxy_from,
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().expect("ip")]
+    );
+    assert!(report.config_changes.contains(&"oauth"));
+    assert!(report.config_changes.contains(&"listen.proxy_from"));
     let settings = proxy.shared.health().settings();
     assert_eq!(settings.fall, 9);
     assert_eq!(settings.kick_window, Duration::from_secs(7));
