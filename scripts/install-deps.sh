@@ -5,14 +5,17 @@
 # on loopback; no service), haproxy (in front of mailgate in the PROXY v1/v2 e2e test; its
 # service is disabled), prometheus (promtool checks
 # deploy/prometheus/alerts.yaml), and Python's pytest and prometheus_client (parses
-# /metrics). Idempotent.
+# /metrics); for building: a C compiler (gcc), the Rust toolchain pinned in
+# rust-toolchain.toml (via rustup; without rustup it says so and stops), cargo-deb (make
+# deb), systemd's tools (systemd-analyze, systemd-sysusers: unit and package tests) and
+# kubernetes-validate (deploy/kubernetes schema check). Idempotent.
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base haproxy; do
+for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base haproxy gcc libc6-dev systemd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 
@@ -123,3 +126,35 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     }
 fi
 python3 -c 'import prometheus_client' || { echo "install-deps: prometheus_client is still missing for $(command -v python3)" >&2; exit 1; }
+
+# kubernetes-validate: tests/e2e/test_kubernetes.py validates deploy/kubernetes against the
+# Kubernetes API schemas the package carries (offline); it brings PyYAML and jsonschema.
+# Not packaged by Debian: pip, and on Debian's own python3 (PEP 668) pip past the guard.
+if ! python3 -c 'import kubernetes_validate, yaml, jsonschema' 2>/dev/null; then
+    python3 -m pip install -q kubernetes-validate 2>/dev/null || {
+        python3 -m pip --version >/dev/null 2>&1 || {
+            $SUDO apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip
+        }
+        python3 -m pip install -q --break-system-packages kubernetes-validate
+    }
+fi
+python3 -c 'import kubernetes_validate, yaml, jsonschema' || { echo "install-deps: kubernetes-validate is still missing for $(command -v python3)" >&2; exit 1; }
+
+# The Rust toolchain of rust-toolchain.toml (README: prerequisites). rustup installs it
+# when missing; without rustup, a cargo of exactly that version will do.
+toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")"
+if command -v rustup >/dev/null 2>&1; then
+    rustup toolchain list | grep -q "^$toolchain-" \
+        || rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy
+elif ! cargo --version 2>/dev/null | grep -q "^cargo $toolchain "; then
+    echo "install-deps: Rust $toolchain is needed (rust-toolchain.toml) and rustup is missing:" \
+         "install rustup (https://rustup.rs) or Rust $toolchain itself, then run this again" >&2
+    exit 1
+fi
+command -v cc >/dev/null 2>&1 || { echo "install-deps: no C compiler (cc): install gcc" >&2; exit 1; }
+
+# cargo-deb for make deb; built from crates.io once (a few minutes), then kept in ~/.cargo/bin.
+if ! (cd "$(dirname "$0")/.." && cargo deb --version 2>/dev/null) | grep -q "^cargo-deb 3\."; then
+    (cd "$(dirname "$0")/.." && cargo install -q cargo-deb --locked --version "^3.8")
+fi
