@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,24 @@ def test_dashboard_queries_parse(tmp_path):
 
 
 def test_exported_metrics_are_documented(mailgate):
+    # A login and a refused one first: families labelled per backend exist once a session
+    # ran (bytes, logins) or a login was refused (refused_total).
+    import imaplib
+    from clients import IMAP4
+    from layout import PASSWORD
+    imap = IMAP4("127.0.0.1", mailgate.ports["imap"])
+    try:
+        assert imap.login("alice@example.com", PASSWORD)[0] == "OK"
+    finally:
+        imap.logout()
+    assert mailgate.http("POST", "/backends/mail3/drain")[0] == 200
+    imap = IMAP4("127.0.0.1", mailgate.ports["imap"])
+    try:
+        with pytest.raises(imaplib.IMAP4.error, match=r"UNAVAILABLE"):
+            imap.login("carol@sub.example.net", PASSWORD)
+    finally:
+        imap.logout()
+    time.sleep(0.5)
     code, _, body = mailgate.http("GET", "/metrics", token=None)
     assert code == 200
     exported = set(re.findall(r"^# TYPE (\S+) ", body, re.M))

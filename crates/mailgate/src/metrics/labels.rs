@@ -199,6 +199,14 @@ pub enum ConnRefusal {
 }
 
 impl ConnRefusal {
+    /// Every value.
+    pub const ALL: [ConnRefusal; 4] = [
+        ConnRefusal::PerIp,
+        ConnRefusal::MaxConnections,
+        ConnRefusal::MaxPreauth,
+        ConnRefusal::MaxTlsHandshakes,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -106,6 +106,23 @@ impl SessionMetrics {
 
 impl MetricGroup for SessionMetrics {
     fn register(&self, r: &mut Registry) {
+        // The refusal and handshake vocabularies are small and fixed: every series exists
+        // from the start at 0, so rate() and alerts see a change from the first one.
+        for reason in ConnRefusal::ALL {
+            self.refused
+                .get_or_create(&ConnRefusedLabel { reason })
+                .inc_by(0);
+        }
+        for listener in ListenerKind::ALL {
+            for reason in TlsFailure::ALL {
+                self.tls_failures
+                    .get_or_create(&TlsFailureLabel {
+                        listener: listener.name(),
+                        reason,
+                    })
+                    .inc_by(0);
+            }
+        }
         r.register(
             names::SESSIONS_ACTIVE,
             "Open client sessions per listener",
