@@ -47,7 +47,10 @@ pub fn proxy_inbound(data: &[u8]) {
     assert!(h.len <= input.len(), "consumed more than the input");
     if h.version == ProxyVersion::V1 {
         assert!(h.len <= MAX_V1_HEADER, "a v1 header over 107 bytes");
-        assert!(input[..h.len].ends_with(b"\r\n"), "a v1 header not ending in CRLF");
+        assert!(
+            input[..h.len].ends_with(b"\r\n"),
+            "a v1 header not ending in CRLF"
+        );
     }
     let exact = parse_inbound(&input[..h.len]).expect("the header alone parses");
     assert_eq!(exact, h, "bytes after the header changed its meaning");
