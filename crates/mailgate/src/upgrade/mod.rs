@@ -60,6 +60,9 @@ pub enum UpgradeError {
     /// The other side said something unexpected.
     #[error("hand-over: unexpected message {0:?}")]
     Protocol(String),
+    /// This process began shutting down first (the new process was stopped).
+    #[error("shutdown began before the new process was ready; it was stopped")]
+    Cancelled,
     /// An upgrade is already running.
     #[error("an upgrade is already in progress")]
     Busy,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
 use super::{ENV_SOCKET, UpgradeError, fdpass, inherit};
 
@@ -57,8 +58,9 @@ pub fn binary_path() -> Result<PathBuf, UpgradeError> {
     Ok(path)
 }
 
-/// Start the successor and hand it the listeners; resolves when it is ready.
-pub async fn start_successor() -> Result<Successor, UpgradeError> {
+/// Start the successor and hand it the listeners; resolves when it is ready. When
+/// `cancel` fires first (this process shuts down), the successor is stopped.
+pub async fn start_successor(cancel: CancellationToken) -> Result<Successor, UpgradeError> {
     let exe = binary_path()?;
     let name = format!(
         "mailgate-upgrade-{}-{:016x}",
@@ -95,6 +97,7 @@ pub async fn start_successor() -> Result<Successor, UpgradeError> {
             Err(e) => UpgradeError::Exited(e.to_string()),
         }),
         _ = tokio::time::sleep_until(deadline) => Err(UpgradeError::Timeout(READY_TIMEOUT)),
+        _ = cancel.cancelled() => Err(UpgradeError::Cancelled),
     };
     match result {
         Ok((link, handed)) => Ok(Successor {

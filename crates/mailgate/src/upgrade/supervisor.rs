@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::UpgradeError;
 use super::child::ParentLink;
@@ -95,6 +96,7 @@ impl Supervisor {
         }
         self.spawn_watchdog();
         let mut attempt: Option<Attempt> = None;
+        let cancel = CancellationToken::new();
         let mut replies: Replies = Vec::new();
         let successor: Successor = loop {
             tokio::select! {
@@ -102,14 +104,19 @@ impl Supervisor {
                     if let Some(n) = &self.notifier {
                         n.send("STOPPING=1");
                     }
+                    if attempt.is_some() {
+                        // Stop the new process rather than leave it serving on its own.
+                        cancel.cancel();
+                        let _ = tokio::time::timeout(Duration::from_secs(10), poll_attempt(&mut attempt)).await;
+                    }
                     fail_all(&mut replies, "shutting down");
                     return;
                 }
                 Some(req) = recv(&mut self.requests) => {
-                    self.begin(&mut attempt, &mut replies, req.reply, "admin API");
+                    self.begin(&mut attempt, &mut replies, req.reply, &cancel, "admin API");
                 }
                 Some(()) = recv_signal(&mut self.usr2) => {
-                    self.begin(&mut attempt, &mut replies, None, "SIGUSR2");
+                    self.begin(&mut attempt, &mut replies, None, &cancel, "SIGUSR2");
                 }
                 Some(()) = recv_signal(&mut self.hup) => self.spawn_systemd_reload(),
                 result = poll_attempt(&mut attempt) => {
@@ -131,6 +138,7 @@ impl Supervisor {
         attempt: &mut Option<Attempt>,
         replies: &mut Replies,
         reply: Option<oneshot::Sender<UpgradeResult>>,
+        cancel: &CancellationToken,
         by: &'static str,
     ) {
         if attempt.is_some() {
@@ -142,7 +150,7 @@ impl Supervisor {
         }
         tracing::info!(by, "upgrade requested: starting the new binary");
         replies.extend(reply);
-        *attempt = Some(Box::pin(parent::start_successor()));
+        *attempt = Some(Box::pin(parent::start_successor(cancel.child_token())));
     }
 
     /// The new process is ready: stop accepting, hand over, drain.
