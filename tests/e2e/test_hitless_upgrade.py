@@ -316,3 +316,31 @@ def test_old_sessions_close_spread_out_after_the_upgrade_grace(mailgate_factory,
                 pass
         for pid in new:
             stop_pid(pid)
+
+
+def test_shutdown_while_the_new_process_is_not_ready_stops_it(mailgate_factory, pki):
+    """The new process hangs before it is ready (its certificate path is a FIFO nobody
+    writes): a second request is refused with 409, and a SIGTERM to the old process stops
+    the new one too instead of leaving it to serve alone."""
+    mg = mailgate_factory()
+    wait_for(lambda: admin_ready(mg), 10, "the admin listener", mg)
+    old = mg.proc.pid
+    fifo = mg.dir / "stall.pem"
+    os.mkfifo(fifo)
+    mg.config["tls"]["cert"] = str(fifo)
+    mg.write()
+    child = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        child = wait_for(lambda: next(iter(children(old)), None), 10, "the new process", mg)
+        code, _, body = mg.http("POST", "/upgrade", timeout=30)
+        assert code == 409 and "already in progress" in body, (code, body)
+        imap = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert)
+        assert imap.login(USERS[0], PASSWORD)[0] == "OK"     # the old one still serves
+        imap.logout()
+        mg.signal(signal.SIGTERM)
+        assert mg.wait_exit(timeout=20) == 0, mg.output()
+        wait_for(lambda: not alive(child), 10, "the new process to be stopped", mg)
+    finally:
+        if child:
+            stop_pid(child, timeout=2)

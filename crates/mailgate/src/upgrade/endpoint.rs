@@ -41,6 +41,10 @@ pub async fn upgrade(lifecycle: &Lifecycle, peer: SocketAddr) -> Resp {
             StatusCode::OK,
             &json!({ "ok": true, "new_pid": done.new_pid, "old_pid": done.old_pid }),
         ),
+        Ok(Ok(Err(e))) if e == super::UpgradeError::Busy.to_string() => http::json(
+            StatusCode::CONFLICT,
+            &json!({ "ok": false, "error": e, "old_pid": std::process::id() }),
+        ),
         Ok(Ok(Err(e))) => http::json(
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "ok": false, "error": e, "old_pid": std::process::id() }),
