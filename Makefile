@@ -46,6 +46,13 @@ bench:
 bench-attack:
 	scripts/bench-attack.sh
 
+# mailgate next to nginx's mail proxy (1 worker) and HAProxy TCP (1 thread) in front of the
+# same fake backend: CPU and RSS per operation from /proc, one table (docs/performance.md;
+# installs nginx + libnginx-mod-mail + haproxy if missing; ports from 24000).
+.PHONY: bench-peers
+bench-peers:
+	scripts/bench-peers.sh
+
 # Debian package (cargo-deb, installed by scripts/install-deps.sh):
 # target/debian/mailgate_<version>-1_<arch>.deb with the release binary, the systemd unit
 # (binary path /usr/bin), sysusers, a commented /etc/mailgate, man pages and completions

@@ -33,13 +33,24 @@ pub enum TlsMode {
 /// Builds a TLS connector trusting the certificates in `ca_file` (PEM), offering ALPN `imap`,
 /// with the aws-lc-rs provider chosen explicitly.
 pub fn tls_connector(ca_file: &Path) -> anyhow::Result<TlsConnector> {
+    tls_connector_resuming(ca_file, true)
+}
+
+/// [`tls_connector`], with session resumption (rustls' in-memory client session store:
+/// TLS 1.3 tickets, TLS 1.2 session IDs) on or off. Off makes every handshake a full one.
+pub fn tls_connector_resuming(ca_file: &Path, resume: bool) -> anyhow::Result<TlsConnector> {
     let pem =
         std::fs::read(ca_file).with_context(|| format!("reading CA file {}", ca_file.display()))?;
-    tls_connector_pem(&pem).with_context(|| format!("CA file {}", ca_file.display()))
+    tls_connector_pem_resuming(&pem, resume)
+        .with_context(|| format!("CA file {}", ca_file.display()))
 }
 
 /// [`tls_connector`] from PEM text in memory (e.g. a fake backend's `cert_pem()`).
 pub fn tls_connector_pem(pem: &[u8]) -> anyhow::Result<TlsConnector> {
+    tls_connector_pem_resuming(pem, true)
+}
+
+fn tls_connector_pem_resuming(pem: &[u8], resume: bool) -> anyhow::Result<TlsConnector> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         roots
@@ -54,6 +65,9 @@ pub fn tls_connector_pem(pem: &[u8]) -> anyhow::Result<TlsConnector> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"imap".to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(TlsConnector::from(Arc::new(config)))
 }
 

@@ -1,5 +1,5 @@
-//! `logins` mode: workers loop connect → LOGIN → SELECT INBOX → FETCH 1 → LOGOUT until the
-//! deadline; reports logins/s and login latency percentiles (connect start to LOGIN OK,
+//! `logins` mode: workers loop connect → LOGIN → SELECT INBOX → FETCH 1 → LOGOUT (or, with
+//! `--script noop`, connect → LOGIN → NOOP → LOGOUT) until the deadline; reports logins/s and login latency percentiles (connect start to LOGIN OK,
 //! TLS handshake included).
 
 use std::sync::Arc;
@@ -12,6 +12,16 @@ use tokio::time::{Instant, timeout};
 
 use crate::{Common, percentile_ms, round3};
 
+/// What a session does between LOGIN and LOGOUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Script {
+    /// SELECT INBOX, FETCH 1 (BODY[]).
+    SelectFetch,
+    /// One NOOP.
+    Noop,
+}
+
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
@@ -19,23 +29,39 @@ struct Tally {
     first_error: Option<String>,
 }
 
-async fn session(opts: &ConnectOptions, common: &Common) -> anyhow::Result<Duration> {
+async fn session(
+    opts: &ConnectOptions,
+    common: &Common,
+    script: Script,
+) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let mut c = ImapClient::connect(opts).await?;
     c.login(&common.user, &common.password).await?;
     let login = t0.elapsed();
-    c.command("SELECT INBOX").await?.ok("SELECT")?;
-    c.command("FETCH 1 (BODY[])").await?.ok("FETCH")?;
+    match script {
+        Script::SelectFetch => {
+            c.command("SELECT INBOX").await?.ok("SELECT")?;
+            c.command("FETCH 1 (BODY[])").await?.ok("FETCH")?;
+        }
+        Script::Noop => {
+            c.command("NOOP").await?.ok("NOOP")?;
+        }
+    }
     c.command("LOGOUT").await?.ok("LOGOUT")?;
     // Let the server close first, so TIME_WAIT stays on its side, not on our ports.
     let _ = timeout(Duration::from_secs(1), c.wait_closed()).await;
     Ok(login)
 }
 
-async fn worker(opts: Arc<ConnectOptions>, common: Arc<Common>, deadline: Instant) -> Tally {
+async fn worker(
+    opts: Arc<ConnectOptions>,
+    common: Arc<Common>,
+    deadline: Instant,
+    script: Script,
+) -> Tally {
     let mut t = Tally::default();
     while Instant::now() < deadline {
-        match timeout(common.timeout, session(&opts, &common)).await {
+        match timeout(common.timeout, session(&opts, &common, script)).await {
             Ok(Ok(lat)) => t
                 .latencies_us
                 .push(u32::try_from(lat.as_micros()).unwrap_or(u32::MAX)),
@@ -56,14 +82,24 @@ async fn worker(opts: Arc<ConnectOptions>, common: Arc<Common>, deadline: Instan
 }
 
 /// Runs the mode and returns its JSON result.
-pub async fn run(common: &Common, concurrency: usize, duration: Duration) -> anyhow::Result<Value> {
+pub async fn run(
+    common: &Common,
+    concurrency: usize,
+    duration: Duration,
+    script: Script,
+) -> anyhow::Result<Value> {
     let opts = Arc::new(common.connect_options(8192)?);
     let shared = Arc::new(common.clone());
     let start = Instant::now();
     let deadline = start + duration;
     let mut set = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        set.spawn(worker(Arc::clone(&opts), Arc::clone(&shared), deadline));
+        set.spawn(worker(
+            Arc::clone(&opts),
+            Arc::clone(&shared),
+            deadline,
+            script,
+        ));
     }
     let mut all = Tally::default();
     while let Some(t) = set.join_next().await {
@@ -80,6 +116,8 @@ pub async fn run(common: &Common, concurrency: usize, duration: Duration) -> any
         "label": common.label,
         "target": common.target.to_string(),
         "tls": common.tls,
+        "resume": !common.no_resume,
+        "script": script,
         "concurrency": concurrency,
         "duration_s": round3(elapsed),
         "logins": ok,

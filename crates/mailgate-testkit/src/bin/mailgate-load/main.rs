@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use mailgate_testkit::client::{ConnectOptions, TlsMode, tls_connector};
+use mailgate_testkit::client::{ConnectOptions, TlsMode, tls_connector_resuming};
 use rustls_pki_types::ServerName;
 
 #[derive(Debug, Parser)]
@@ -39,6 +39,10 @@ enum Mode {
         /// How long to run.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Session script after LOGIN: `select-fetch` (SELECT INBOX, FETCH 1) or `noop`
+        /// (one NOOP), then LOGOUT.
+        #[arg(long, value_enum, default_value = "select-fetch")]
+        script: logins::Script,
     },
     /// Open N sessions, log in, IDLE, hold them until a signal or --hold.
     Idle {
@@ -98,6 +102,9 @@ struct Common {
     /// Timeout for each session step sequence.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Full TLS handshakes only: no session resumption (no tickets, no session IDs).
+    #[arg(long)]
+    no_resume: bool,
     /// A label copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
@@ -112,7 +119,7 @@ impl Common {
         );
         let connector = match (&self.ca, self.tls) {
             (_, TlsMode::None) => None,
-            (Some(ca), _) => Some(tls_connector(ca)?),
+            (Some(ca), _) => Some(tls_connector_resuming(ca, !self.no_resume)?),
             (None, _) => anyhow::bail!("--tls {:?} needs --ca FILE", self.tls),
         };
         let server_name = ServerName::try_from(self.server_name.clone())
@@ -157,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
             common,
             concurrency,
             duration,
-        } => logins::run(&common, concurrency, duration).await?,
+            script,
+        } => logins::run(&common, concurrency, duration, script).await?,
         Mode::Idle {
             common,
             sessions,

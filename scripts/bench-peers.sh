@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make bench-peers — mailgate next to its peers in one run: nginx's mail proxy (1 worker, with
+# the project's own auth_http responder, scripts/bench_peers.py) and HAProxy in TCP mode
+# (1 thread), each in front of the same fake IMAP backend as a direct baseline. Reads each
+# proxy's own CPU time (utime+stime of all its processes) and RSS from /proc and prints one
+# table (docs/performance.md, "Against nginx and HAProxy").
+#
+# Installs nginx with libnginx-mod-mail and haproxy from Debian packages if missing, with
+# their package services kept from starting (policy-rc.d, as scripts/install-deps.sh does).
+# Loopback only, ports from PEERS_PORT_BASE (24000; bench uses 21000+, bench-attack 23000+).
+# Knobs: PEERS_DURATION (6s per login cell), PEERS_CONCURRENCY (50), PEERS_IDLE_SESSIONS
+# (4000), PEERS_PORT_BASE (24000), PEERS_SKIP_BUILD (reuse target/release), PEERS_ONLY
+# (e.g. "logins bytes idle").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[bench-peers] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+for pkg in nginx-light libnginx-mod-mail haproxy openssl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    log "installing ${need_apt[*]} (services kept from starting)"
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+        created_policy=1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+    if [ "$created_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
+    fi
+fi
+[ -f /usr/lib/nginx/modules/ngx_mail_module.so ] || { log "ERROR: ngx_mail_module.so missing"; exit 1; }
+
+if [ -z "${PEERS_SKIP_BUILD:-}" ]; then
+    log "building release binaries"
+    cargo build --release -p mailgate-testkit --bins
+    cargo build --release -p mailgate --bin mailgate
+fi
+
+# Two sockets per proxied session: open-file limit up to the hard limit for the whole run.
+ulimit -n "$(ulimit -Hn)"
+exec python3 scripts/bench_peers.py "$@"
