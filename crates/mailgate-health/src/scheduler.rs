@@ -5,7 +5,9 @@
 //! one has finished, with at most two in flight (see `MAX_IN_FLIGHT`). The first probe
 //! of a target starts at a random point within one interval, so that probes of many
 //! backends do not all fire together. Settings are re-read before every probe, so a
-//! reload that changes `interval` or `timeout` applies without restarting the scheduler.
+//! reload that changes `interval` or `timeout` applies without restarting the scheduler;
+//! [`ProbeScheduler::settings_changed`] also brings the next probe forward when the new
+//! interval is shorter than what is left of the old one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::view::HealthView;
 #[derive(Debug)]
 pub struct ProbeScheduler {
     targets: watch::Sender<Vec<BackendTarget>>,
+    settings: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -36,8 +39,20 @@ impl ProbeScheduler {
         shutdown: CancellationToken,
     ) -> Self {
         let (tx, rx) = watch::channel(targets);
-        let task = tokio::spawn(supervise(view, prober, rx, shutdown));
-        ProbeScheduler { targets: tx, task }
+        let (settings, settings_rx) = watch::channel(0);
+        let task = tokio::spawn(supervise(view, prober, rx, settings_rx, shutdown));
+        ProbeScheduler {
+            targets: tx,
+            settings,
+            task,
+        }
+    }
+
+    /// The view's settings were replaced (config reload): every target whose next probe
+    /// is further away than a new interval (with the first probe's random offset) is
+    /// probed sooner; health state and counters are untouched.
+    pub fn settings_changed(&self) {
+        self.settings.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Replace the set of targets (routing reload): new targets start probing, removed
@@ -64,6 +79,7 @@ async fn supervise(
     view: HealthView,
     prober: Arc<dyn Prober>,
     mut targets: watch::Receiver<Vec<BackendTarget>>,
+    settings: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
     let mut running: HashMap<BackendTarget, Running> = HashMap::new();
@@ -86,6 +102,7 @@ async fn supervise(
                 view.clone(),
                 Arc::clone(&prober),
                 target.clone(),
+                settings.clone(),
                 stop.clone(),
             ));
             running.insert(target, Running { stop, task });
@@ -121,6 +138,7 @@ async fn probe_loop(
     view: HealthView,
     prober: Arc<dyn Prober>,
     target: BackendTarget,
+    mut settings_changed: watch::Receiver<u64>,
     stop: CancellationToken,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -131,6 +149,12 @@ async fn probe_loop(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(tick) => {}
+            Ok(()) = settings_changed.changed() => {
+                let s = view.settings();
+                let sooner = Instant::now() + s.interval.mul_f64(fastrand::f64());
+                tick = tick.min(sooner);
+                continue;
+            }
         }
         while probes.try_join_next().is_some() {}
         let settings = view.settings();

@@ -228,3 +228,35 @@ async fn targets_can_change_while_running() {
         .await
         .expect("stops promptly on shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_interval_applies_without_waiting_out_the_old_one() {
+    let (view, prober, sched, shutdown) = setup(&["mail1"]);
+    view.set_settings(HealthSettings {
+        interval: Duration::from_secs(600),
+        max_auto_down_share: 1.0,
+        ..HealthSettings::default()
+    });
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let before = prober.calls_to("mail1").len();
+    assert!(
+        (1..=2).contains(&before),
+        "{before} probes at a 600 s interval"
+    );
+    view.set_settings(HealthSettings {
+        interval: Duration::from_secs(1),
+        max_auto_down_share: 1.0,
+        ..HealthSettings::default()
+    });
+    sched.settings_changed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = prober.calls_to("mail1").len() - before;
+    // Without the nudge the next probe could be up to 660 s away.
+    assert!(
+        (8..=11).contains(&after),
+        "{after} probes in 10 s at a 1 s interval"
+    );
+    assert_eq!(state(&view, "mail1"), Some(HealthState::Up), "state kept");
+    shutdown.cancel();
+    sched.join().await;
+}

@@ -235,7 +235,11 @@ impl Reloader {
         }
         let settings = topology::health_settings(&config.health);
         if settings != self.health.settings() {
+            // Health state, drains and counters are kept; probes follow the new timing.
             self.health.set_settings(settings);
+            if let Some(p) = &self.probes {
+                p.settings_changed();
+            }
         }
         self.health
             .set_backends(topology::backend_specs(&new_table));
