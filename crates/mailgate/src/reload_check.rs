@@ -89,15 +89,10 @@ pub struct Candidate {
 pub fn candidate(config_path: Option<&Path>, current: &Config) -> Result<Candidate, ReloadError> {
     let (config, diff) = match config_path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ReloadError::Config(ConfigErrors::single(mailgate_config::Diagnostic::new(
-                    path,
-                    None,
-                    "",
-                    format!("cannot read: {e}"),
-                )))
-            })?;
-            let config = Config::parse(&text, path).map_err(ReloadError::Config)?;
+            // Config::load bounds the file's size and names an unreadable file; the text
+            // is read again only for the line numbers of restart-only keys.
+            let config = Config::load(path).map_err(ReloadError::Config)?;
+            let text = std::fs::read_to_string(path).unwrap_or_default();
             let diff = ConfigDiff::between(current, &config);
             let restart = diff.restart_errors(&text);
             if !restart.is_empty() {

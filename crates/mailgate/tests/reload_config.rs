@@ -241,3 +241,48 @@ async fn a_moved_listener_keeps_its_spliced_sessions_and_refuses_new_connections
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_or_missing_mailgate_yaml_changes_nothing() {
+    let a = fake(FaultMode::Normal).await;
+    let proxy = Proxy::start(&[Back::imap("a", &a, "a.test")], "", "", false).await;
+    let before = proxy.shared.runtime().snapshot();
+    let good = std::fs::read_to_string(config_path(&proxy)).expect("read");
+    edit(&proxy, |t| {
+        t.to_string() + "greeting: new\nlimits_typo: 1\n"
+    });
+    let err = proxy
+        .shared
+        .reloader()
+        .reload(Trigger::Admin)
+        .await
+        .expect_err("unknown key");
+    assert_eq!(err.reason(), "invalid_config", "{err}");
+    assert!(err.to_string().contains("mailgate.yaml"), "{err}");
+    std::fs::remove_file(config_path(&proxy)).expect("remove");
+    let err = proxy
+        .shared
+        .reloader()
+        .reload(Trigger::Signal)
+        .await
+        .expect_err("no file");
+    assert_eq!(err.reason(), "invalid_config", "{err}");
+    assert_eq!(
+        proxy.shared.runtime().snapshot().generation,
+        before.generation
+    );
+    assert!(!greeting(proxy.imap).await.ends_with("new"));
+    std::fs::write(config_path(&proxy), good).expect("restore");
+    proxy
+        .shared
+        .reloader()
+        .reload(Trigger::Admin)
+        .await
+        .expect("the good file reloads again");
+    let m = metrics_text(&proxy);
+    assert!(
+        m.contains("mailgate_config_reloads_refused_total{reason=\"invalid_config\"} 2"),
+        "{m}"
+    );
+    proxy.stop().await;
+}
