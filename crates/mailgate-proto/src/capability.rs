@@ -76,6 +76,16 @@ fn clean(word: &[u8]) -> Option<String> {
         .then(|| String::from_utf8_lossy(word).to_ascii_uppercase())
 }
 
+/// `set` (upper-cased) holds `name` in any case; no allocation for an upper-case `name`
+/// (every lookup mailgate itself makes, once per backend at each accept).
+fn contains(set: &BTreeSet<String>, name: &str) -> bool {
+    if name.bytes().any(|b| b.is_ascii_lowercase()) {
+        set.contains(&name.to_ascii_uppercase())
+    } else {
+        set.contains(name)
+    }
+}
+
 fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&b| b == b' ').filter(|w| !w.is_empty())
 }
@@ -153,12 +163,12 @@ impl Capabilities {
 
     /// True if `name` is listed (case-insensitive).
     pub fn has(&self, name: &str) -> bool {
-        self.names.contains(&name.to_ascii_uppercase())
+        contains(&self.names, name)
     }
 
     /// True if the SASL mechanism `mech` is listed (case-insensitive).
     pub fn has_mechanism(&self, mech: &str) -> bool {
-        self.mechanisms.contains(&mech.to_ascii_uppercase())
+        contains(&self.mechanisms, mech)
     }
 
     /// True if the list names any SASL mechanism at all (a list without one says nothing
