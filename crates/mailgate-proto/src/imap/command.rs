@@ -77,9 +77,9 @@ fn command(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Command, Syntax> {
         }
         b"LOGIN" => {
             lx.sp()?;
-            let user = lx.login_astring()?;
+            let user = lx.astring()?;
             lx.sp()?;
-            let password = lx.login_astring()?;
+            let password = lx.astring()?;
             Command::Login { user, password }
         }
         b"AUTHENTICATE" => {

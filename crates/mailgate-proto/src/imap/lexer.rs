@@ -140,25 +140,11 @@ impl<'a> Lexer<'a> {
         if a.is_empty() { Err(Syntax) } else { Ok(a) }
     }
 
-    /// `astring = 1*ASTRING-CHAR / string`.
+    /// `astring = 1*ASTRING-CHAR / string`, as LOGIN's arguments are read: `*` and `%`
+    /// (list-wildcards, atom-specials in RFC 3501) are accepted in the atom form, as Dovecot
+    /// and Cyrus accept them, because clients send Dovecot's master-user form `user*master`
+    /// unquoted (Python's imaplib does).
     pub(crate) fn astring(&mut self) -> Result<Vec<u8>, Syntax> {
-        match self.peek() {
-            Some(b'"' | b'{') => self.string(),
-            _ => {
-                let a = self.take_while(is_astring_char);
-                if a.is_empty() {
-                    Err(Syntax)
-                } else {
-                    Ok(a.to_vec())
-                }
-            }
-        }
-    }
-
-    /// An astring as LOGIN's arguments are read: `*` and `%` (list-wildcards, atom-specials
-    /// in RFC 3501) are accepted in the atom form, as Dovecot and Cyrus accept them, because
-    /// clients send Dovecot's master-user form `user*master` unquoted (Python's imaplib does).
-    pub(crate) fn login_astring(&mut self) -> Result<Vec<u8>, Syntax> {
         match self.peek() {
             Some(b'"' | b'{') => self.string(),
             _ => {
@@ -328,9 +314,8 @@ mod tests {
         assert_eq!(l.eol(), Ok(()));
         assert_eq!(Lexer::new(b"\"a\\x\"").astring(), Err(Syntax));
         assert_eq!(Lexer::new(b"{9}\r\nab").astring(), Err(Syntax));
-        assert_eq!(Lexer::new(b"u*m").astring(), Ok(b"u".to_vec()));
-        assert_eq!(Lexer::new(b"u*m%x").login_astring(), Ok(b"u*m%x".to_vec()));
-        assert_eq!(Lexer::new(b"\"u*m\"").login_astring(), Ok(b"u*m".to_vec()));
+        assert_eq!(Lexer::new(b"u*m%x").astring(), Ok(b"u*m%x".to_vec()));
+        assert_eq!(Lexer::new(b"\"u*m\"").astring(), Ok(b"u*m".to_vec()));
         let mut q = Vec::new();
         push_quoted(&mut q, b"p\"w\\");
         assert_eq!(q, b"\"p\\\"w\\\\\"");
