@@ -21,6 +21,7 @@ import re
 import socket
 import ssl
 import time
+import urllib.error
 import uuid
 
 import pytest
@@ -32,7 +33,16 @@ MARGIN = 10.0  # generous bound for "within a second" on a loaded 2-core machine
 
 
 def scrape(mg) -> str:
-    code, _, body = mg.http("GET", "/metrics", token=None)
+    # The harness waits for the mail listeners only; the admin listener may follow a moment later.
+    deadline = time.monotonic() + MARGIN
+    while True:
+        try:
+            code, _, body = mg.http("GET", "/metrics", token=None)
+            break
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     assert code == 200, body
     return body
 
@@ -315,6 +325,38 @@ def test_tls_handshake_cap_refusals_are_counted(mailgate_factory, pki):
     finally:
         first.close()
         second.close()
+
+
+def test_the_open_file_limit_cap_is_counted_as_open_files(mailgate_factory, monkeypatch, tmp_path):
+    """Under a hard open-file limit of 300 the connection cap is (300 - 256) / 2 = 22: the
+    23rd connection is refused as ``open_files``, not as the configured cap."""
+    from mailgate_proc import mailgate_binary
+    wrapper = tmp_path / "mailgate-300-fds"
+    wrapper.write_text(f'#!/bin/sh\nexec prlimit --nofile=300:300 -- "{mailgate_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("MAILGATE_BIN", str(wrapper))
+    mg = mailgate_factory(config={"limits": {"max_connections": 1000}})
+    assert sample(scrape(mg), "process_max_fds") == 300
+    port = mg.ports["imap"]
+    held = []
+    try:
+        while True:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                         source_address=("127.0.0.51", 0))
+            line = read_line(s)
+            if not line.startswith(b"* OK"):
+                s.close()
+                assert b"Server busy" in line, line
+                break
+            held.append(s)
+            assert len(held) <= 22, "no cap below the open-file limit"
+        assert len(held) == 22
+        body = scrape(mg)
+        assert sample(body, "mailgate_connections_refused_total", reason="open_files") == 1, body
+        assert sample(body, "mailgate_connections_refused_total", reason="max_connections") == 0
+    finally:
+        for s in held:
+            s.close()
 
 
 # --- build and process ---------------------------------------------------------------------

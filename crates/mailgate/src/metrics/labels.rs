@@ -190,8 +190,11 @@ pub struct ConnRefusedLabel {
 pub enum ConnRefusal {
     /// `limits.max_sessions_per_ip` (by address, IPv6 by prefix).
     PerIp,
-    /// `limits.max_connections`, or the cap derived from the open-file limit.
+    /// `limits.max_connections`.
     MaxConnections,
+    /// The connection cap derived from the open-file limit (below `limits.max_connections`,
+    /// or without one): the soft `RLIMIT_NOFILE` less a reserve, two descriptors a session.
+    OpenFiles,
     /// `limits.max_preauth_sessions`.
     MaxPreauth,
     /// `limits.max_tls_handshakes`.
@@ -200,9 +203,10 @@ pub enum ConnRefusal {
 
 impl ConnRefusal {
     /// Every value.
-    pub const ALL: [ConnRefusal; 4] = [
+    pub const ALL: [ConnRefusal; 5] = [
         ConnRefusal::PerIp,
         ConnRefusal::MaxConnections,
+        ConnRefusal::OpenFiles,
         ConnRefusal::MaxPreauth,
         ConnRefusal::MaxTlsHandshakes,
     ];
@@ -212,6 +216,7 @@ impl ConnRefusal {
         match self {
             ConnRefusal::PerIp => "per_ip",
             ConnRefusal::MaxConnections => "max_connections",
+            ConnRefusal::OpenFiles => "open_files",
             ConnRefusal::MaxPreauth => "max_preauth",
             ConnRefusal::MaxTlsHandshakes => "max_tls_handshakes",
         }

@@ -29,7 +29,8 @@ impl<'a> Session<'a> {
         crate::net::tune(&tcp);
         let ctx: &'a super::SessionContext = self.ctx;
         let Some(connection) = ctx.clients().connection() else {
-            return Err(self.refuse(tcp, ConnRefusal::MaxConnections).await);
+            let cap = self.connection_cap();
+            return Err(self.refuse(tcp, cap).await);
         };
         let limits = &self.rt.limits;
         if self.rt.proxy_from.contains(&self.peer.ip().to_canonical()) {
@@ -76,6 +77,17 @@ impl<'a> Session<'a> {
                 preauth: Some(preauth),
             },
         ))
+    }
+
+    /// Which connection cap a refused connection met: `limits.max_connections`, or the
+    /// lower one the open-file limit sets (`ClientLimits` keeps the lower of the two).
+    fn connection_cap(&self) -> ConnRefusal {
+        let configured = self.rt.limits.max_connections;
+        if configured != 0 && configured <= self.ctx.clients().max_connections() {
+            ConnRefusal::MaxConnections
+        } else {
+            ConnRefusal::OpenFiles
+        }
     }
 
     /// Refuse before the greeting: one line (`* BYE [UNAVAILABLE]` / `-ERR [SYS/TEMP]`),
