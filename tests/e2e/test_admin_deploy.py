@@ -41,9 +41,14 @@ def family(name: str) -> str:
 
 
 def alert_rules() -> list[dict]:
-    import yaml
-    doc = yaml.safe_load(ALERTS.read_text())
-    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+    """Each alert's name and annotations (a small reader for alerts.yaml's own layout:
+    one ``- alert:`` per rule, one ``key: value`` annotation per line)."""
+    rules = []
+    for block in re.split(r"^\s*- alert: ", ALERTS.read_text(), flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        annotations = dict(re.findall(r"^\s+(runbook_url|summary): (.+)$", body, re.M))
+        rules.append({"alert": name.strip(), "annotations": annotations})
+    return rules
 
 
 def github_anchor(heading: str) -> str:
