@@ -130,6 +130,13 @@ def test_listeners_added_and_removed_keep_spliced_sessions(mailgate_factory, pki
     mg.config["listen"]["imap"] = f"127.0.0.1:{new_port}"
     del mg.config["listen"]["pop3"]
     mg.write()
+    # A dry run first: what a reload would do, nothing changed yet.
+    dry = mg.ctl("reload", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"listener: listen.imap 127.0.0.1:{new_port} added" in dry.stdout, dry.stdout
+    assert f"listener: listen.pop3 127.0.0.1:{pop3_port} removed" in dry.stdout, dry.stdout
+    assert "a reload applies every change" in dry.stdout, dry.stdout
+    assert not _refused(("127.0.0.1", pop3_port)), "a dry run changes nothing"
     result = mg.ctl("reload")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "listen.imap" in result.stdout and "listen.pop3" in result.stdout, result.stdout
@@ -175,6 +182,11 @@ def test_restart_only_change_is_refused_and_changes_nothing(mailgate_factory, pk
     refused_before = _metric(_metrics(mg), 'mailgate_config_reloads_refused_total{reason="needs_restart"}')
     mg.config = new
     mg.write()
+    # Against the running process: a dry run lists the same, exit 3, and changes nothing.
+    dry = mg.ctl("reload", "--dry-run", "--admin", f"http://127.0.0.1:{mg.ports['admin']}")
+    assert dry.returncode == 3, dry.stdout + dry.stderr
+    assert re.search(r"needs restart: .*mailgate\.yaml:\d+: listen\.admin: changed from", dry.stdout), dry.stdout
+    assert "reloads: greeting" in dry.stdout, dry.stdout
     code, _, body = mg.http("POST", "/reload")
     assert code == 422, body
     answer = json.loads(body)

@@ -146,6 +146,27 @@ impl ListenerSet {
         Ok(plan)
     }
 
+    /// What [`ListenerSet::prepare`] and [`ListenerSet::apply`] would change, without
+    /// binding anything (a dry run), one line per change.
+    pub fn preview(&self, listen: &Listen) -> Vec<String> {
+        let running = self.lock();
+        let mut changes = Vec::new();
+        for kind in ListenerKind::ALL {
+            let old = running.get(&kind);
+            let new = configured(listen, kind);
+            if old.map(|r| r.configured) == new {
+                continue;
+            }
+            if let Some(r) = old {
+                changes.push(format!("listen.{} {} removed", kind.name(), r.local));
+            }
+            if let Some(addr) = new {
+                changes.push(format!("listen.{} {addr} added", kind.name()));
+            }
+        }
+        changes
+    }
+
     /// Stop the removed listeners, start the added ones, update the loop guard. Returns
     /// one line per change, for the reload log.
     pub fn apply(&self, plan: ListenerPlan) -> Vec<String> {

@@ -111,8 +111,13 @@ enum CtlCommand {
         /// Backend name from the routing file.
         name: String,
     },
-    /// Reload the routing file, certificates and admin token.
-    Reload,
+    /// Reload mailgate.yaml, the routing file, certificates and admin token.
+    Reload {
+        /// Change nothing: print what a reload would apply and which changes need a
+        /// restart (exit 3 when some do).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Start the binary at the running one's path as a new process that takes over the
     /// listening sockets; the old one drains its sessions (docs/operations.md).
     Upgrade,
@@ -178,7 +183,8 @@ fn ctl(args: CtlArgs) -> ExitCode {
         CtlCommand::Status { json } => ctl::Command::Status { json },
         CtlCommand::Drain { name, reason } => ctl::Command::Drain { name, reason },
         CtlCommand::Undrain { name } => ctl::Command::Undrain(name),
-        CtlCommand::Reload => ctl::Command::Reload,
+        CtlCommand::Reload { dry_run: false } => ctl::Command::Reload,
+        CtlCommand::Reload { dry_run: true } => ctl::Command::ReloadDryRun,
         CtlCommand::Upgrade => ctl::Command::Upgrade,
         CtlCommand::Kick {
             backend,

@@ -79,9 +79,28 @@ pub struct ReloadReport {
     pub over_budget: Vec<String>,
 }
 
+/// What a reload would do now (`POST /reload?dry_run=true`); nothing was changed.
+#[derive(Debug, Clone)]
+pub struct ReloadPreview {
+    /// The keys of mailgate.yaml a reload would apply.
+    pub config_changes: Vec<&'static str>,
+    /// The restart-only changes (file, line, key, old and new value, why), each of which
+    /// would refuse the reload.
+    pub needs_restart: Vec<String>,
+    /// Listeners a reload would add and remove.
+    pub listener_changes: Vec<String>,
+    /// One-line summary of the routing diff.
+    pub routing_summary: String,
+}
+
+enum Reply {
+    Reload(Option<oneshot::Sender<Result<ReloadReport, ReloadError>>>),
+    Preview(oneshot::Sender<Result<ReloadPreview, ReloadError>>),
+}
+
 struct Request {
     trigger: Trigger,
-    reply: Option<oneshot::Sender<Result<ReloadReport, ReloadError>>>,
+    reply: Reply,
 }
 
 /// Asks the reloader for a reload; cheap to clone.
@@ -105,7 +124,21 @@ impl ReloadHandle {
         self.tx
             .send(Request {
                 trigger,
-                reply: Some(reply),
+                reply: Reply::Reload(Some(reply)),
+            })
+            .await
+            .map_err(|_| ReloadError::Stopped)?;
+        rx.await.map_err(|_| ReloadError::Stopped)?
+    }
+
+    /// What a reload would do now, changing nothing (validated like a reload, but
+    /// restart-only changes are listed instead of refusing).
+    pub async fn preview(&self, trigger: Trigger) -> Result<ReloadPreview, ReloadError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                trigger,
+                reply: Reply::Preview(reply),
             })
             .await
             .map_err(|_| ReloadError::Stopped)?;
@@ -117,7 +150,7 @@ impl ReloadHandle {
     pub fn request(&self, trigger: Trigger) {
         let _ = self.tx.try_send(Request {
             trigger,
-            reply: None,
+            reply: Reply::Reload(None),
         });
     }
 }
@@ -177,6 +210,13 @@ impl Reloader {
                 },
                 _ = stop.cancelled() => return,
             };
+            let reply = match request.reply {
+                Reply::Preview(tx) => {
+                    let _ = tx.send(self.preview().await);
+                    continue;
+                }
+                Reply::Reload(reply) => reply,
+            };
             let result = self.reload_once(request.trigger).await;
             if let Err(e) = &result {
                 self.metrics.record_refused(e);
@@ -187,10 +227,39 @@ impl Reloader {
                     "reload refused; nothing changed"
                 );
             }
-            if let Some(reply) = request.reply {
+            if let Some(reply) = reply {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    async fn preview(&self) -> Result<ReloadPreview, ReloadError> {
+        let path = self.config_path.clone();
+        let current = self.config.clone();
+        let (candidate, restart) =
+            tokio::task::spawn_blocking(move || reload_check::preview(path.as_deref(), &current))
+                .await
+                .map_err(|e| ReloadError::Task(e.to_string()))??;
+        if let Some(h) = crate::logging::reload_handle() {
+            h.prepare(&candidate.config.log)?;
+        }
+        let listener_changes = self
+            .listeners
+            .as_ref()
+            .map(|l| l.preview(&candidate.config.listen))
+            .unwrap_or_default();
+        let routing_summary = self
+            .runtime
+            .snapshot()
+            .routing
+            .diff(&candidate.table)
+            .summary();
+        Ok(ReloadPreview {
+            config_changes: candidate.diff.reloadable().collect(),
+            needs_restart: restart.iter().map(|d| d.to_string()).collect(),
+            listener_changes,
+            routing_summary,
+        })
     }
 
     async fn reload_once(&mut self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use mailgate_config::{Config, ConfigDiff, ConfigErrors, RoutingTable};
+use mailgate_config::{Config, ConfigDiff, ConfigErrors, Diagnostic, RoutingTable};
 
 use crate::listener_set::ListenerError;
 use crate::logging::LogReloadError;
@@ -87,6 +87,24 @@ pub struct Candidate {
 /// Read `config_path` (when given; else keep `current`), then its certificates and the
 /// routing file; refuse restart-only changes. Blocking.
 pub fn candidate(config_path: Option<&Path>, current: &Config) -> Result<Candidate, ReloadError> {
+    candidate_with(config_path, current, true).map(|(c, _)| c)
+}
+
+/// [`candidate`] for a dry run: restart-only changes are returned (file, line, key) instead
+/// of refusing.
+pub fn preview(
+    config_path: Option<&Path>,
+    current: &Config,
+) -> Result<(Candidate, Vec<Diagnostic>), ReloadError> {
+    candidate_with(config_path, current, false)
+}
+
+fn candidate_with(
+    config_path: Option<&Path>,
+    current: &Config,
+    refuse_restart: bool,
+) -> Result<(Candidate, Vec<Diagnostic>), ReloadError> {
+    let mut restart = Vec::new();
     let (config, diff) = match config_path {
         Some(path) => {
             // Config::load bounds the file's size and names an unreadable file; the text
@@ -94,8 +112,8 @@ pub fn candidate(config_path: Option<&Path>, current: &Config) -> Result<Candida
             let config = Config::load(path).map_err(ReloadError::Config)?;
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let diff = ConfigDiff::between(current, &config);
-            let restart = diff.restart_errors(&text);
-            if !restart.is_empty() {
+            restart = diff.restart_errors(&text);
+            if refuse_restart && !restart.is_empty() {
                 return Err(ReloadError::NeedsRestart(ConfigErrors(restart)));
             }
             (config, diff)
@@ -113,10 +131,11 @@ pub fn candidate(config_path: Option<&Path>, current: &Config) -> Result<Candida
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    Ok(Candidate {
+    let candidate = Candidate {
         config,
         diff,
         table: loaded.table,
         tls,
-    })
+    };
+    Ok((candidate, restart))
 }

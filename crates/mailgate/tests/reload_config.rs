@@ -127,6 +127,26 @@ async fn a_restart_only_change_refuses_the_whole_reload() {
             .replace("health:\n", "health:\n    fall: 9\n")
             + "greeting: never shown\n"
     });
+    let preview = proxy
+        .shared
+        .reloader()
+        .preview(Trigger::Admin)
+        .await
+        .expect("a dry run");
+    assert_eq!(
+        preview.needs_restart.len(),
+        1,
+        "{:?}",
+        preview.needs_restart
+    );
+    assert!(preview.needs_restart[0].contains("listen.admin"));
+    assert!(preview.config_changes.contains(&"health.fall"));
+    assert!(preview.config_changes.contains(&"greeting"));
+    assert_eq!(
+        proxy.shared.runtime().snapshot().generation,
+        before.generation,
+        "a dry run stores nothing"
+    );
     let err = proxy
         .shared
         .reloader()

@@ -97,6 +97,8 @@ pub enum Command {
     Undrain(String),
     /// `POST /reload`.
     Reload,
+    /// `POST /reload?dry_run=true`: what a reload would apply, which changes need a restart.
+    ReloadDryRun,
     /// `POST /upgrade`: start the binary at the running one's path; it takes over.
     Upgrade,
     /// `POST /kick?...`.
@@ -229,6 +231,10 @@ pub fn run(target: &Target, command: &Command) -> Result<ExitCode, CtlError> {
     if matches!(command, Command::Plan { .. }) && over {
         return Ok(ExitCode::FAILURE);
     }
+    // A dry run with restart-only changes: 3, as `mailgate check --against`.
+    if matches!(command, Command::ReloadDryRun) && value["would_apply"] == false {
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,6 +250,7 @@ fn request_line(command: &Command) -> (Method, String) {
         }
         Command::Undrain(b) => (Method::POST, format!("/backends/{}/undrain", encode(b))),
         Command::Reload => (Method::POST, "/reload".into()),
+        Command::ReloadDryRun => (Method::POST, "/reload?dry_run=true".into()),
         Command::Upgrade => (Method::POST, "/upgrade".into()),
         Command::Kick {
             backend,
@@ -348,6 +355,26 @@ fn describe(command: &Command, v: &Value) -> String {
                 line.push_str(&format!("; NOT KEPT across a restart: {e}"));
             }
             line + "\n"
+        }
+        Command::ReloadDryRun => {
+            let lines = |key: &str, prefix: &str| -> String {
+                v[key]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| format!("{prefix}{}\n", s(x))).collect())
+                    .unwrap_or_default()
+            };
+            let verdict = if v["would_apply"] == true {
+                "a reload applies every change".to_string()
+            } else {
+                "a reload would be refused and change nothing: restart-only changes".to_string()
+            };
+            format!(
+                "{}{}{}routing: {}\n{verdict}\n",
+                lines("config_changes", "reloads: "),
+                lines("listener_changes", "listener: "),
+                lines("needs_restart", "needs restart: "),
+                s(&v["summary"]),
+            )
         }
         Command::Reload => {
             let list = |key: &str| {

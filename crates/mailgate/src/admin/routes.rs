@@ -152,6 +152,11 @@ pub async fn handle(
             Some(refusal) => refusal,
         },
         "/reload" => match authorize(&state, &req, peer) {
+            None if http::query_get(&http::query_pairs(req.uri().query()), "dry_run")
+                == Some("true") =>
+            {
+                reload_preview(&state, peer).await
+            }
             None => reload(&state, peer).await,
             Some(refusal) => refusal,
         },
@@ -273,6 +278,32 @@ fn page(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Resp {
         now: SystemTime::now(),
     });
     http::html(body)
+}
+
+/// `POST /reload?dry_run=true`: what a reload would apply and which changes need a
+/// restart; nothing changes.
+async fn reload_preview(state: &AdminState, peer: SocketAddr) -> Resp {
+    match state.ctx.reload.preview(Trigger::Admin).await {
+        Ok(p) => {
+            tracing::info!(%peer, needs_restart = p.needs_restart.len(), "admin: reload dry run");
+            http::json(
+                StatusCode::OK,
+                &json!({
+                    "ok": true,
+                    "dry_run": true,
+                    "would_apply": p.needs_restart.is_empty(),
+                    "config_changes": p.config_changes,
+                    "needs_restart": p.needs_restart,
+                    "listener_changes": p.listener_changes,
+                    "summary": p.routing_summary,
+                }),
+            )
+        }
+        Err(e) => http::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({ "ok": false, "dry_run": true, "reason": e.reason(), "error": e.to_string() }),
+        ),
+    }
 }
 
 async fn reload(state: &AdminState, peer: SocketAddr) -> Resp {
