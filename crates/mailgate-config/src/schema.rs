@@ -2,8 +2,11 @@
 //! ordered entry lists with their line numbers so that duplicates, case clashes and bad
 //! references can all be reported at once; `validate.rs` turns this into a `RoutingTable`.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -63,6 +66,68 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
     }
 }
 
+/// A backend name a domain or user points at. A million domains name a hundred backends:
+/// each distinct name is allocated once per parse and shared (see [`with_interner`]), so an
+/// entry holds a pointer, not its own string.
+#[derive(Debug, Clone)]
+pub(crate) struct Target(pub Arc<str>);
+
+impl std::ops::Deref for Target {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+thread_local! {
+    /// The names seen by the parse running on this thread (`None` outside [`with_interner`]).
+    static INTERNER: RefCell<Option<HashSet<Arc<str>>>> = const { RefCell::new(None) };
+}
+
+fn intern(name: &str) -> Arc<str> {
+    INTERNER.with(|i| match i.borrow_mut().as_mut() {
+        Some(set) => match set.get(name) {
+            Some(a) => Arc::clone(a),
+            None => {
+                let a: Arc<str> = Arc::from(name);
+                set.insert(Arc::clone(&a));
+                a
+            }
+        },
+        None => Arc::from(name),
+    })
+}
+
+/// Runs a parse with [`Target`] names shared; the set is dropped afterwards.
+pub(crate) fn with_interner<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<HashSet<Arc<str>>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let old = self.0.take();
+            INTERNER.with(|i| *i.borrow_mut() = old);
+        }
+    }
+    let prev = INTERNER.with(|i| i.borrow_mut().replace(HashSet::new()));
+    let _reset = Reset(prev);
+    f()
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_;
+        impl Visitor<'_> for V_ {
+            type Value = Target;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a backend name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Target, E> {
+                Ok(Target(intern(v)))
+            }
+        }
+        d.deserialize_str(V_)
+    }
+}
+
 /// `routing.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,9 +135,9 @@ pub(crate) struct RoutingFile {
     #[serde(default)]
     pub backends: Entries<BackendSpec>,
     #[serde(default)]
-    pub domains: Entries<String>,
+    pub domains: Entries<Target>,
     #[serde(default)]
-    pub users: Entries<String>,
+    pub users: Entries<Target>,
     #[serde(default)]
     pub default: Option<Lined<String>>,
     #[serde(default)]
