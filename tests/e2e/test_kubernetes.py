@@ -391,3 +391,44 @@ def test_configmap_update_reloads_a_running_mailgate(mailgate_factory, pki):
     assert seen == "mail2", f"the ..data swap was not picked up\n{mg.output()}"
     assert mg.running()
     assert _backend_of(mg, pki, "bob@example.org") == "mail2"
+
+
+def _served_cert(port: int, cafile: Path) -> bytes:
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def test_renewed_tls_secret_reaches_a_running_mailgate(mailgate_factory, pki, tmp_path):
+    """cert-manager renews the TLS Secret: the same ``..data`` swap (routing unchanged)
+    makes mailgate serve the new certificate to new connections."""
+    import ssl
+    from certs import make_server_cert
+    mg = mailgate_factory(config={"tls": {"cert": "tls/tls.crt", "key": "tls/tls.key"}},
+                          start=False)
+    config = mg.config_path.read_bytes()
+    routing = mg.routing_path.read_bytes()
+    mg.config_path.unlink()
+    mg.routing_path.unlink()
+    files = {"mailgate.yaml": config, "routing.yaml": routing,
+             "tls/tls.crt": pki.server_cert.read_bytes(), "tls/tls.key": pki.server_key.read_bytes()}
+    kubelet_write(mg.dir, files)
+    mg.start()
+    first = ssl.PEM_cert_to_DER_cert(pki.server_cert.read_text())
+    assert _served_cert(mg.ports["imaps"], pki.ca_cert) == first
+
+    cert, key = make_server_cert(pki, tmp_path / "renewed", "renewed", ["localhost", "127.0.0.1"])
+    renewed = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    assert renewed != first
+    kubelet_write(mg.dir, {**files, "tls/tls.crt": cert.read_bytes(), "tls/tls.key": key.read_bytes()})
+    deadline = time.monotonic() + 10
+    served = first
+    while served != renewed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        served = _served_cert(mg.ports["imaps"], pki.ca_cert)
+    assert served == renewed, f"the renewed certificate is not served\n{mg.output()}"
+    assert mg.running()
