@@ -156,7 +156,8 @@ def test_the_admin_drain_is_kept_in_the_state_file_across_restarts(mailgate_fact
     assert st["drain"]["local"] == {"reason": "ticket 42", "since_unix": since}
     text = refusal(mg, pki, "bob@example.org")
     assert text is not None and "[UNAVAILABLE]" in text
-    assert "local drain restored" in mg.output()
+    # The log goes through a queue: wait for the line rather than race it.
+    wait_for(lambda: "local drain restored" in mg.output(), 10, "the restore log line")
 
     # The undrain is kept too.
     out = mg.ctl("undrain", "mail2")
@@ -173,7 +174,7 @@ def test_the_admin_drain_is_kept_in_the_state_file_across_restarts(mailgate_fact
     mg.start()
     problem = mg.status_json()["state_file"]["problem"]
     assert problem and "not a mailgate state file" in problem, problem
-    assert "state file is broken" in mg.output()
+    wait_for(lambda: "state file is broken" in mg.output(), 10, "the broken-file log line")
     assert mg.backend_status("mail2")["drained"] is False
     assert mg.ctl("drain", "mail3").returncode == 0
     assert mg.status_json()["state_file"]["problem"] is None
