@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::notify::{self, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
@@ -41,6 +42,17 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
+/// Whether an event can mean new content. inotify also reports opens and reads (notify
+/// watches IN_OPEN): the reload's own read of the file must not ask for another reload,
+/// nor must an operator's `cat`.
+fn changes(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Watch `path` (through its directory) and call `on_change` after changes settle.
 pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Watcher, WatchError> {
     watch_with(path, DEBOUNCE, on_change)
@@ -64,12 +76,13 @@ pub fn watch_with(
             Err(_) => true,
             Ok(events) => events.iter().any(|ev| {
                 ev.need_rescan()
-                    || ev.paths.iter().any(|p| match p.file_name() {
-                        Some(f) => {
-                            Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..")
-                        }
-                        None => false,
-                    })
+                    || changes(&ev.kind)
+                        && ev.paths.iter().any(|p| match p.file_name() {
+                            Some(f) => {
+                                Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..")
+                            }
+                            None => false,
+                        })
             }),
         };
         if relevant {

@@ -80,8 +80,14 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         // as /readyz answers must find them.
         let shutdown = shutdown_signal();
         let config_file = proxy.config().source.clone();
-        let _watchers = reload::spawn_triggers(proxy.reloader(), &[&routing_file, &config_file]);
         let supervisor = upgrade::Supervisor::new(&proxy, parent);
+        // Under systemd (Type=notify-reload) the supervisor takes SIGHUP itself: it says
+        // RELOADING=1, waits for that one reload and then says READY=1.
+        let _watchers = reload::spawn_triggers(
+            proxy.reloader(),
+            &[&routing_file, &config_file],
+            !supervisor.handles_sighup(),
+        );
         let admin = upgrade::AdminSlot::new(admin::start(proxy.admin_context(), admin_listeners));
         proxy::serve(proxy, listeners, supervisor.run(admin.clone(), shutdown)).await;
         admin.stop().await;

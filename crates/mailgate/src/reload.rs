@@ -370,19 +370,28 @@ impl Reloader {
 
 /// SIGHUP and changes of `files` (the routing file and mailgate.yaml, each watched through
 /// its directory) ask `handle` for reloads. The returned watchers must be kept alive.
-pub fn spawn_triggers(handle: &ReloadHandle, files: &[&Path]) -> Vec<mailgate_config::Watcher> {
+pub fn spawn_triggers(
+    handle: &ReloadHandle,
+    files: &[&Path],
+    sighup: bool,
+) -> Vec<mailgate_config::Watcher> {
     let hup = handle.clone();
     // Registered now, before the listeners accept anything: a SIGHUP that arrived before
     // the handler exists would end the process (its default action).
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut sig) => {
+    let signal =
+        sighup.then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()));
+    match signal {
+        None => {}
+        Some(Ok(mut sig)) => {
             tokio::spawn(async move {
                 while sig.recv().await.is_some() {
                     hup.request(Trigger::Signal);
                 }
             });
         }
-        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload via the admin API"),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload via the admin API")
+        }
     }
     let mut watchers = Vec::new();
     for path in files {

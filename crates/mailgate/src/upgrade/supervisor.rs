@@ -201,6 +201,12 @@ impl Supervisor {
         }
     }
 
+    /// Whether SIGHUP is this supervisor's (under systemd's notify protocol), so the
+    /// reloader must not take it too.
+    pub fn handles_sighup(&self) -> bool {
+        self.hup.is_some()
+    }
+
     /// `Type=notify-reload`: RELOADING=1 with the time, the reload, READY=1.
     fn spawn_systemd_reload(&self) {
         let (Some(n), false) = (self.notifier.clone(), self.lifecycle.is_handed_over()) else {
