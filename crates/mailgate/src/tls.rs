@@ -1,5 +1,11 @@
-//! TLS: the server side (certificates chosen by SNI, TLS 1.2+ only, strict ALPN) and the
-//! client side towards backends (verified against a CA file or the system roots).
+//! TLS: the server side (certificates chosen by SNI and by the client's signature
+//! algorithms — e.g. ECDSA beside RSA —, TLS 1.2+ only, strict ALPN, session resumption) and
+//! the client side towards backends (verified against a CA file or the system roots).
+//!
+//! Resumption: TLS 1.3 tickets and TLS 1.2 tickets from one rotating ticketer
+//! (aws-lc-rs `Ticketer`: a new key every 6 hours, the previous one still accepted), and a
+//! TLS 1.2 session-ID cache for clients without tickets. Both are per process, shared by
+//! every listener and kept across certificate reloads.
 //!
 //! The aws-lc-rs provider is chosen explicitly (`builder_with_provider`): compiling two
 //! providers in makes rustls' default builder panic.
@@ -7,11 +13,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
@@ -91,11 +100,54 @@ fn load_certified_key(
     Ok(ck)
 }
 
-/// Chooses a certificate by SNI; falls back to the default one.
+/// TLS 1.2 sessions kept for resumption by session ID (clients without tickets): about
+/// 200 bytes each, so at most a few MB.
+const SESSION_CACHE_SIZE: usize = 16_384;
+
+/// The process's session-ID cache (shared by all listeners and reloads).
+fn session_cache() -> Arc<dyn StoresServerSessions> {
+    static CACHE: OnceLock<Arc<ServerSessionMemoryCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| ServerSessionMemoryCache::new(SESSION_CACHE_SIZE))
+        .clone()
+}
+
+/// The process's rotating ticket keys (shared by all listeners and reloads).
+fn ticketer() -> Result<Arc<dyn ProducesTickets>, TlsError> {
+    static TICKETER: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+    if let Some(t) = TICKETER.get() {
+        return Ok(t.clone());
+    }
+    let t = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| TlsError::Config(format!("session ticket keys: {e}")))?;
+    Ok(TICKETER.get_or_init(|| t).clone())
+}
+
+/// The certificates for one name (or the default), in configured order.
+type Keys = Arc<[Arc<CertifiedKey>]>;
+
+/// The first certificate whose key can sign with a scheme the client offers (an ECDSA
+/// certificate for a client that offers ECDSA, else the RSA one); the first one if none
+/// can (the handshake then fails with rustls' own alert).
+fn choose(keys: &Keys, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    if keys.len() > 1 {
+        let offered = hello.signature_schemes();
+        if let Some(ck) = keys
+            .iter()
+            .find(|ck| ck.key.choose_scheme(offered).is_some())
+        {
+            return Some(ck.clone());
+        }
+    }
+    keys.first().cloned()
+}
+
+/// Chooses the certificates by SNI (falling back to the default ones), then one of them by
+/// the client's signature algorithms.
 struct SniResolver {
-    default: Arc<CertifiedKey>,
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Keys,
+    exact: HashMap<String, Keys>,
+    wildcard: HashMap<String, Keys>,
 }
 
 impl fmt::Debug for SniResolver {
@@ -110,19 +162,19 @@ impl fmt::Debug for SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = hello.server_name() else {
-            return Some(self.default.clone());
+            return choose(&self.default, &hello);
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(ck) = self.exact.get(&name) {
-            return Some(ck.clone());
+        if let Some(keys) = self.exact.get(&name) {
+            return choose(keys, &hello);
         }
-        if let Some(ck) = name
+        if let Some(keys) = name
             .split_once('.')
             .and_then(|(_, parent)| self.wildcard.get(parent))
         {
-            return Some(ck.clone());
+            return choose(keys, &hello);
         }
-        Some(self.default.clone())
+        choose(&self.default, &hello)
     }
 }
 
@@ -140,34 +192,42 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// Load the default certificate and the SNI certificates.
-    /// The certificates named in `tls:` of mailgate.yaml.
+    /// Load the default certificate and the SNI certificates named in `tls:` of
+    /// mailgate.yaml. A `tls.sni` entry with `names: []` is another certificate for the
+    /// default (after `tls.cert`); entries naming the same name are that name's
+    /// alternatives. Among a name's certificates the first one the client can verify (by
+    /// its signature algorithms) is served: e.g. ECDSA P-256 beside RSA.
     pub fn from_config(t: &mailgate_config::TlsConfig) -> Result<ServerTls, TlsError> {
-        let default = CertSpec {
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            names: Vec::new(),
+        let spec = |cert: &PathBuf, key: &PathBuf, names: &[String]| CertSpec {
+            cert: cert.clone(),
+            key: key.clone(),
+            names: names.to_vec(),
         };
-        let sni: Vec<CertSpec> = t
-            .sni
-            .iter()
-            .map(|s| CertSpec {
-                cert: s.cert.clone(),
-                key: s.key.clone(),
-                names: s.names.clone(),
-            })
-            .collect();
-        ServerTls::load(&default, &sni)
+        let mut defaults = vec![spec(&t.cert, &t.key, &[])];
+        let mut sni = Vec::new();
+        for s in &t.sni {
+            let c = spec(&s.cert, &s.key, &s.names);
+            if s.names.is_empty() {
+                defaults.push(c);
+            } else {
+                sni.push(c);
+            }
+        }
+        ServerTls::load_all(&defaults, &sni)
     }
 
     pub fn load(default: &CertSpec, sni: &[CertSpec]) -> Result<ServerTls, TlsError> {
+        ServerTls::load_all(std::slice::from_ref(default), sni)
+    }
+
+    /// [`ServerTls::load`] with several default certificates (e.g. RSA and ECDSA, in order
+    /// of preference). SNI entries naming the same name are that name's alternatives, in
+    /// the order written.
+    pub fn load_all(defaults: &[CertSpec], sni: &[CertSpec]) -> Result<ServerTls, TlsError> {
         let provider = provider();
-        let default_ck = Arc::new(load_certified_key(default, &provider)?);
-        let mut not_after = leaf_not_after(&default_ck);
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        let mut files = vec![default.cert.clone(), default.key.clone()];
-        for spec in sni {
+        let mut not_after: Option<i64> = None;
+        let mut files = Vec::new();
+        let mut load = |spec: &CertSpec| -> Result<Arc<CertifiedKey>, TlsError> {
             let ck = Arc::new(load_certified_key(spec, &provider)?);
             not_after = match (not_after, leaf_not_after(&ck)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -175,19 +235,37 @@ impl ServerTls {
             };
             files.push(spec.cert.clone());
             files.push(spec.key.clone());
+            Ok(ck)
+        };
+        let default: Vec<Arc<CertifiedKey>> =
+            defaults.iter().map(&mut load).collect::<Result<_, _>>()?;
+        if default.is_empty() {
+            return Err(TlsError::Config("no default certificate".into()));
+        }
+        let mut exact: HashMap<String, Vec<Arc<CertifiedKey>>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<Arc<CertifiedKey>>> = HashMap::new();
+        for spec in sni {
+            let ck = load(spec)?;
             for name in &spec.names {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
                 match name.strip_prefix("*.") {
-                    Some(parent) => wildcard.insert(parent.to_string(), ck.clone()),
-                    None => exact.insert(name, ck.clone()),
+                    Some(parent) => wildcard
+                        .entry(parent.to_string())
+                        .or_default()
+                        .push(ck.clone()),
+                    None => exact.entry(name).or_default().push(ck.clone()),
                 };
             }
         }
+        let keys = |m: HashMap<String, Vec<Arc<CertifiedKey>>>| -> HashMap<String, Keys> {
+            m.into_iter().map(|(k, v)| (k, Keys::from(v))).collect()
+        };
         let resolver = Arc::new(SniResolver {
-            default: default_ck,
-            exact,
-            wildcard,
+            default: Keys::from(default),
+            exact: keys(exact),
+            wildcard: keys(wildcard),
         });
+        let (session_storage, ticketer) = (session_cache(), ticketer()?);
         let make = |alpn: &[u8]| -> Result<Arc<ServerConfig>, TlsError> {
             let mut cfg = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(VERSIONS)
@@ -197,6 +275,8 @@ impl ServerTls {
             // rustls refuses a client that offers ALPN without any of ours
             // (no_application_protocol); a client offering no ALPN is accepted.
             cfg.alpn_protocols = vec![alpn.to_vec()];
+            cfg.session_storage = session_storage.clone();
+            cfg.ticketer = ticketer.clone();
             Ok(Arc::new(cfg))
         };
         Ok(ServerTls {

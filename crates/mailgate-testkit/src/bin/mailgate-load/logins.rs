@@ -94,12 +94,19 @@ pub async fn run(
     let deadline = start + duration;
     let mut set = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        set.spawn(worker(
-            Arc::clone(&opts),
-            Arc::clone(&shared),
-            deadline,
-            script,
-        ));
+        // With resumption, each worker is one reconnecting client with its own session
+        // store (a shared store holds at most 8 TLS 1.3 tickets per server for everyone).
+        let opts = match &opts.connector {
+            Some(c) if !common.no_resume => {
+                let mut cfg = (**c.config()).clone();
+                cfg.resumption = rustls::client::Resumption::in_memory_sessions(4);
+                let mut o = (*opts).clone();
+                o.connector = Some(tokio_rustls::TlsConnector::from(Arc::new(cfg)));
+                Arc::new(o)
+            }
+            _ => Arc::clone(&opts),
+        };
+        set.spawn(worker(opts, Arc::clone(&shared), deadline, script));
     }
     let mut all = Tally::default();
     while let Some(t) = set.join_next().await {
