@@ -34,6 +34,8 @@ HZ = os.sysconf("SC_CLK_TCK")
 P = {  # ports
     "fake": BASE + 100, "fakebig": BASE + 101,
     "mg_imap": BASE + 200, "mg_imaps": BASE + 201, "mg_admin": BASE + 202,
+    "mgec_imap": BASE + 210, "mgec_imaps": BASE + 211, "mgec_admin": BASE + 212,
+    "ngec_imaps": BASE + 311,
     "ng_imap": BASE + 300, "ng_imaps": BASE + 301, "ng_auth": BASE + 302,
     "ha_imap": BASE + 400, "ha_imaps": BASE + 401, "ha_big": BASE + 402,
 }
@@ -158,6 +160,11 @@ def make_certs(w):
                                      "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
     ossl("x509", "-req", "-in", f"{w}/leaf.csr", "-CA", f"{w}/ca.pem", "-CAkey", f"{w}/ca.key",
          "-CAcreateserial", "-days", "2", "-extfile", f"{w}/leaf.ext", "-out", f"{w}/cert.pem")
+    # An ECDSA P-256 leaf from the same CA, served beside the RSA one in the "ECDSA" cells.
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         f"{w}/ec-key.pem", "-out", f"{w}/ec.csr", "-subj", "/CN=localhost")
+    ossl("x509", "-req", "-in", f"{w}/ec.csr", "-CA", f"{w}/ca.pem", "-CAkey", f"{w}/ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", f"{w}/leaf.ext", "-out", f"{w}/ec-cert.pem")
     Path(f"{w}/both.pem").write_text(Path(f"{w}/cert.pem").read_text()
                                      + Path(f"{w}/key.pem").read_text())
 
@@ -181,6 +188,14 @@ limits:
   idle_timeout: 30m
 shutdown_grace: 1s
 """)
+    # ECDSA first, the RSA certificate as the alternative for clients without ECDSA.
+    mg = Path(f"{w}/mailgate.yaml").read_text()
+    for k in ("imap", "imaps", "admin"):
+        mg = mg.replace(f":{P['mg_' + k]}\n", f":{P['mgec_' + k]}\n")
+    mg = mg.replace("  cert: cert.pem\n  key: key.pem\n",
+                    "  cert: ec-cert.pem\n  key: ec-key.pem\n"
+                    "  sni:\n    - names: []\n      cert: cert.pem\n      key: key.pem\n")
+    Path(f"{w}/mailgate-ec.yaml").write_text(mg)
     Path(f"{w}/routing.yaml").write_text(f"""backends:
   fake:
     host: 127.0.0.1
@@ -217,6 +232,13 @@ mail {{
     server {{ listen 127.0.0.1:{P['ng_imaps']} ssl backlog=1024; protocol imap; }}
 }}
 """)
+    ng = Path(f"{w}/nginx.conf").read_text()
+    ng = ng.replace(f"    ssl_certificate_key {w}/key.pem;\n",
+                    f"    ssl_certificate_key {w}/key.pem;\n    ssl_certificate {w}/ec-cert.pem;\n"
+                    f"    ssl_certificate_key {w}/ec-key.pem;\n")
+    ng = ng.replace(f"server {{ listen 127.0.0.1:{P['ng_imap']} backlog=1024; protocol imap; starttls on; }}\n", "")
+    ng = ng.replace(f":{P['ng_imaps']} ", f":{P['ngec_imaps']} ").replace("nginx.pid", "nginx-ec.pid")
+    Path(f"{w}/nginx-ec.conf").write_text(ng)
     Path(f"{w}/haproxy.cfg").write_text(f"""global
     nbthread 1
     maxconn 9000
@@ -257,6 +279,25 @@ def start_nginx(w):
              f"{w}/nginx.log")
     wait_port(p, P["ng_imap"])
     return p
+
+
+def start_mailgate_ec(w):
+    p = Proc("mailgate-ec", [os.environ.get("PEERS_MAILGATE", str(BIN / "mailgate")), "run", "-c",
+                             f"{w}/mailgate-ec.yaml"], f"{w}/mailgate-ec.log")
+    wait_port(p, P["mgec_admin"])
+    wait_port(p, P["mgec_imaps"])
+    return p
+
+
+def start_nginx_ec(w):
+    p = Proc("nginx-ec", ["nginx", "-e", f"{w}/nginx-error.log", "-c", f"{w}/nginx-ec.conf"],
+             f"{w}/nginx-ec.log")
+    wait_port(p, P["ngec_imaps"])
+    return p
+
+
+# The ECDSA P-256 cells: an instance serving ECDSA first and RSA beside it (HAProxy: not run).
+ECDSA = {"mailgate": (start_mailgate_ec, P["mgec_imaps"]), "nginx": (start_nginx_ec, P["ngec_imaps"])}
 
 
 def start_haproxy(w):
@@ -327,6 +368,25 @@ def run_logins(w, rows):
                     w, "logins", "--target", f"127.0.0.1:{ports[pk]}", "--concurrency",
                     str(CONC), "--duration", DURATION, "--script", "noop",
                     *tls_args(w, tls, resume), "--label", f"{name}-{cell}"))
+                r["cpu_us_per_login"] = round(r["cpu_s"] * 1e6 / r["logins"], 1) if r["logins"] else None
+                rows.append({"proxy": name, "cell": cell, **r})
+                log(f"logins {name} {cell}: {r['logins_per_s']}/s, {r['cpu_us_per_login']} µs CPU"
+                    f"/login, errors {r['errors']}")
+        finally:
+            proc.stop()
+    for name, (start, port) in ECDSA.items():
+        if name not in PROXIES:
+            continue
+        proc = start(w)
+        try:
+            for cell, resume in (("implicit-ecdsa", False), ("resumed-ecdsa", True)):
+                if resume:
+                    load(w, "logins", "--target", f"127.0.0.1:{port}", "--concurrency", str(CONC),
+                         "--duration", "1s", "--script", "noop", *tls_args(w, "implicit", True))
+                r = measured(proc, lambda: load(
+                    w, "logins", "--target", f"127.0.0.1:{port}", "--concurrency", str(CONC),
+                    "--duration", DURATION, "--script", "noop", *tls_args(w, "implicit", resume),
+                    "--label", f"{name}-{cell}"))
                 r["cpu_us_per_login"] = round(r["cpu_s"] * 1e6 / r["logins"], 1) if r["logins"] else None
                 rows.append({"proxy": name, "cell": cell, **r})
                 log(f"logins {name} {cell}: {r['logins_per_s']}/s, {r['cpu_us_per_login']} µs CPU"
@@ -418,11 +478,13 @@ def table(rows):
         return f"{a / b:.2f}×" if a is not None and b not in (None, 0) else "—"
 
     lines = []
-    specs = [(f"CPU per {c} login, µs", c, "cpu_us_per_login", 1) for c in CELLS]
+    specs = [(f"CPU per {c} login, µs", c, "cpu_us_per_login", 1)
+             for c in (*CELLS, "implicit-ecdsa", "resumed-ecdsa")]
     specs += [("CPU per GiB (FETCH of 1 MiB bodies), s", "bytes", "cpu_s_per_gib", 3),
               ("RSS per idle session, plain, B", "idle-plain", "bytes_per_session", 0),
               ("RSS per idle session, TLS, B", "idle-tls", "bytes_per_session", 0)]
-    specs += [(f"logins/s, {c}", c, "logins_per_s", 0) for c in CELLS]
+    specs += [(f"logins/s, {c}", c, "logins_per_s", 0)
+              for c in (*CELLS, "implicit-ecdsa", "resumed-ecdsa")]
     specs += [("FETCH MB/s (1 session)", "bytes", "mb_per_s", 0)]
     hdr = "| | direct | mailgate | nginx | HAProxy | mailgate/direct | mailgate/nginx | mailgate/HAProxy |"
     lines += [hdr, "|" + "---|" * 8]
