@@ -11,6 +11,9 @@ FROM rust:1.95.0-slim-bookworm AS builder
 WORKDIR /src
 COPY . .
 # --locked: exactly the dependency versions of Cargo.lock, as CI builds them.
+# mailgate_build_info's git_commit: docker build --build-arg MAILGATE_GIT_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG MAILGATE_GIT_COMMIT=unknown
+ENV MAILGATE_GIT_COMMIT=${MAILGATE_GIT_COMMIT}
 RUN cargo build --release --locked -p mailgate --bin mailgate \
     && install -D -m 0755 target/release/mailgate /out/usr/bin/mailgate \
     && /out/usr/bin/mailgate --version

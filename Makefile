@@ -61,7 +61,8 @@ DEB_STAGE := $(or $(CARGO_TARGET_DIR),target)/release/deb
 .PHONY: deb
 deb:
 	@command -v cargo-deb >/dev/null 2>&1 || { echo "make deb: cargo-deb is missing: run scripts/install-deps.sh (or cargo install cargo-deb --locked)" >&2; exit 1; }
-	$(CARGO) build --release --locked -p mailgate --bin mailgate
+	MAILGATE_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+	    $(CARGO) build --release --locked -p mailgate --bin mailgate
 	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)
 	$(or $(CARGO_TARGET_DIR),target)/release/mailgate assets --out $(DEB_STAGE) >/dev/null
 	gzip -9n $(DEB_STAGE)/man/*.1
