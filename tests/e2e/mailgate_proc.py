@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -227,6 +228,18 @@ class Mailgate:
                 return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the series of ``name`` on /metrics whose labels include ``labels``."""
+        code, _, body = self.http("GET", "/metrics", token=None)
+        assert code == 200, body
+        want = [f'{k}="{v}"' for k, v in labels.items()]
+        total = 0.0
+        for line in body.splitlines():
+            m = re.match(rf"{re.escape(name)}(?:{{(.*)}})? (\S+)$", line)
+            if m and all(w in (m.group(1) or "").split(",") for w in want):
+                total += float(m.group(2))
+        return total
 
     def status_json(self) -> dict:
         """GET /status as a dict."""

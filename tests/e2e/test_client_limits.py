@@ -19,25 +19,12 @@ only against a generous upper bound.
 from __future__ import annotations
 
 import imaplib
-import re
 import socket
 import time
 
 
 from clients import imap_backend, imap_open, pop3_open, read_line
 from layout import PASSWORD
-
-
-def _metric(mg, name: str, **labels) -> float:
-    code, _, body = mg.http("GET", "/metrics", token=None)
-    assert code == 200
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in body.splitlines():
-        m = re.match(rf"{re.escape(name)}{{(.*)}} (\S+)$", line)
-        if m and all(w in m.group(1).split(",") for w in want):
-            total += float(m.group(2))
-    return total
 
 
 def _raw(mg, listener: str, source: str) -> tuple[socket.socket, bytes]:
@@ -59,7 +46,7 @@ def _closed(sock: socket.socket, timeout: float = 5.0) -> bool:
 def test_sessions_per_ip_are_capped(mailgate_factory, pki):
     mg = mailgate_factory(config={"limits": {"max_sessions_per_ip": 2}})
     capped, other = "127.0.0.81", "127.0.0.82"
-    before = _metric(mg, "mailgate_connections_refused_total", reason="per_ip")
+    before = mg.metric("mailgate_connections_refused_total", reason="per_ip")
     spliced = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert, source=capped)
     assert spliced.login("alice@example.com", PASSWORD)[0] == "OK"
     preauth, greeting = _raw(mg, "pop3", capped)  # a session before login counts too
@@ -82,7 +69,7 @@ def test_sessions_per_ip_are_capped(mailgate_factory, pki):
         imap.logout()
         # The spliced session still works.
         assert spliced.select("INBOX")[0] == "OK"
-        assert _metric(mg, "mailgate_connections_refused_total", reason="per_ip") - before == 2
+        assert mg.metric("mailgate_connections_refused_total", reason="per_ip") - before == 2
     finally:
         for s in opened:
             s.close()

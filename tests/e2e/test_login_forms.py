@@ -17,7 +17,6 @@ import base64
 import imaplib
 import json
 import poplib
-import re
 import time
 from pathlib import Path
 
@@ -73,18 +72,6 @@ def master_login(user: str, quoted: bool = True) -> str:
 def _logged_in_as(backend: Dovecot, user: str, since: int) -> None:
     """Dovecot logged ``user`` in (its mailbox user, not the master) after log offset ``since``."""
     backend.wait_log(f"Login: user=<{user}>", since=since)
-
-
-def _metric(mg, name: str, **labels) -> float:
-    code, _, body = mg.http("GET", "/metrics", token=None)
-    assert code == 200
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in body.splitlines():
-        m = re.match(rf"{re.escape(name)}{{(.*)}} (\S+)$", line)
-        if m and all(w in m.group(1).split(",") for w in want):
-            total += float(m.group(2))
-    return total
 
 
 @pytest.mark.parametrize("quoted", [True, False], ids=["quoted", "bare"])
@@ -157,7 +144,7 @@ def test_pop3_auth_plain_with_an_authzid_and_imap_plain_in_the_master_form(mg, p
 
 
 def test_a_wrong_master_password_is_refused_as_credentials(mg, pki, master_backends):
-    before = _metric(mg, "mailgate_logins_total", backend="mastersB", result="rejected")
+    before = mg.metric("mailgate_logins_total", backend="mastersB", result="rejected")
     imap = imap_open("127.0.0.1", mg.ports["imap"], "plain", pki.ca_cert, source=SOURCE["wrong"])
     try:
         with pytest.raises(imaplib.IMAP4.error) as err:
@@ -181,10 +168,10 @@ def test_a_wrong_master_password_is_refused_as_credentials(mg, pki, master_backe
         assert b"[SYS/TEMP]" not in perr.value.args[0]
     finally:
         pop.quit()
-    after = _metric(mg, "mailgate_logins_total", backend="mastersB", result="rejected")
+    after = mg.metric("mailgate_logins_total", backend="mastersB", result="rejected")
     assert after - before == 2, "both IMAP refusals are counted as rejected credentials"
-    assert _metric(mg, "mailgate_logins_total", backend="mastersA", result="rejected") >= 1
-    assert _metric(mg, "mailgate_logins_total", result="backend_error") == 0
+    assert mg.metric("mailgate_logins_total", backend="mastersA", result="rejected") >= 1
+    assert mg.metric("mailgate_logins_total", result="backend_error") == 0
     assert MASTER_PASSWORD not in mg.output() and "not-the-master-password" not in mg.output()
 
 
