@@ -323,6 +323,8 @@ CELLS = {
     "implicit": ("implicit", "implicit", False),
     "resumed": ("implicit", "implicit", True),
 }
+# PEERS_CELLS: only these login cells (e.g. "plain"); all of them by default
+LOGIN_CELLS = os.environ.get("PEERS_CELLS", " ".join((*CELLS, "implicit-ecdsa", "resumed-ecdsa"))).split()
 
 
 def load(w, *args):
@@ -358,7 +360,7 @@ def run_logins(w, rows):
         proc = start(w)
         try:
             for cell, (pk, tls, resume) in CELLS.items():
-                if pk not in ports:
+                if pk not in ports or cell not in LOGIN_CELLS:
                     continue
                 if resume:  # a short warm-up fills the client's ticket store
                     load(w, "logins", "--target", f"127.0.0.1:{ports[pk]}", "--concurrency",
@@ -375,11 +377,13 @@ def run_logins(w, rows):
         finally:
             proc.stop()
     for name, (start, port) in ECDSA.items():
-        if name not in PROXIES:
+        if name not in PROXIES or not {"implicit-ecdsa", "resumed-ecdsa"} & set(LOGIN_CELLS):
             continue
         proc = start(w)
         try:
             for cell, resume in (("implicit-ecdsa", False), ("resumed-ecdsa", True)):
+                if cell not in LOGIN_CELLS:
+                    continue
                 if resume:
                     load(w, "logins", "--target", f"127.0.0.1:{port}", "--concurrency", str(CONC),
                          "--duration", "1s", "--script", "noop", *tls_args(w, "implicit", True))
