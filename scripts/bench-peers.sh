@@ -10,7 +10,8 @@
 # Loopback only, ports from PEERS_PORT_BASE (24000; bench uses 21000+, bench-attack 23000+).
 # Knobs: PEERS_DURATION (6s per login cell), PEERS_CONCURRENCY (50), PEERS_IDLE_SESSIONS
 # (4000), PEERS_PORT_BASE (24000), PEERS_SKIP_BUILD (reuse target/release), PEERS_ONLY
-# (e.g. "logins bytes idle"), PEERS_CELLS (login cells, e.g. "plain").
+# (e.g. "logins bytes idle storm scaling"), PEERS_STORM_SESSIONS (8000), PEERS_STORM_SOURCES
+# (100 addresses 127.0.0.2..), PEERS_STORM_SLOW_START (10s), PEERS_SCALING_RUNS (2). PEERS_CELLS (login cells, e.g. "plain").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_peers_storm as storm
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
 OUT = ROOT / "target" / "bench"
@@ -28,7 +30,7 @@ BASE = int(os.environ.get("PEERS_PORT_BASE", "24000"))
 DURATION = os.environ.get("PEERS_DURATION", "6s")
 CONC = int(os.environ.get("PEERS_CONCURRENCY", "50"))
 IDLE_N = int(os.environ.get("PEERS_IDLE_SESSIONS", "4000"))
-ONLY = os.environ.get("PEERS_ONLY", "logins bytes idle").split()
+ONLY = os.environ.get("PEERS_ONLY", "logins bytes idle storm scaling").split()
 HZ = os.sysconf("SC_CLK_TCK")
 
 P = {  # ports
@@ -39,6 +41,7 @@ P = {  # ports
     "ng_imap": BASE + 300, "ng_imaps": BASE + 301, "ng_auth": BASE + 302,
     "ha_imap": BASE + 400, "ha_imaps": BASE + 401, "ha_big": BASE + 402,
 }
+storm.storm_ports(P, BASE)
 # The "big" user is routed to the 1 MiB-message fake by every proxy (haproxy: own port).
 BIG_USER = "user@big.example.com"
 
@@ -59,6 +62,8 @@ async def _auth(reader, writer):
         if line.lower().startswith(b"auth-user:"):
             user = line.split(b":", 1)[1].strip()
     port = P["fakebig"] if user.endswith(b"@big.example.com") else P["fake"]
+    if user.endswith(b"@" + storm.STORM_DOMAIN.encode()):
+        port = P["fakestorm"]
     writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
                  b"Auth-Port: %d\r\n\r\n" % port)
     try:
@@ -239,6 +244,7 @@ mail {{
     ng = ng.replace(f"server {{ listen 127.0.0.1:{P['ng_imap']} backlog=1024; protocol imap; starttls on; }}\n", "")
     ng = ng.replace(f":{P['ng_imaps']} ", f":{P['ngec_imaps']} ").replace("nginx.pid", "nginx-ec.pid")
     Path(f"{w}/nginx-ec.conf").write_text(ng)
+    storm.write_storm_configs(sys.modules[__name__], w)
     Path(f"{w}/haproxy.cfg").write_text(f"""global
     nbthread 1
     maxconn 9000
@@ -510,10 +516,11 @@ def table(rows):
             lines.append(f"| {c} login latency {q[:3]} (absolute), ms | — | "
                          + " | ".join(fmt(v, 3) for v in vals)
                          + f" | | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} |")
-    errs = [r for r in rows if r.get("errors") or r.get("failed")]
+    errs = [r for r in rows if (r.get("errors") or r.get("failed")) and r["cell"] != "storm"]
     for r in errs:
         lines.append(f"note: {r['proxy']} {r['cell']}: errors={r.get('errors', r.get('failed'))}"
                      f" first: {r.get('first_error')}")
+    lines += storm.table_lines(rows)
     return "\n".join(lines)
 
 
@@ -550,6 +557,10 @@ def main():
             run_bytes(w, rows)
         if "idle" in ONLY:
             run_idle(w, rows)
+        if "storm" in ONLY:
+            storm.run_storm(sys.modules[__name__], w, rows)
+        if "scaling" in ONLY:
+            storm.run_scaling(sys.modules[__name__], w, rows)
     finally:
         for p in procs:
             if p.poll() is None:
