@@ -14,8 +14,11 @@ use crate::session::SessionContext;
 /// listener on the same port can coexist).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // A socket handed over by the process this one replaces (or by systemd) stays open.
+    // Its socket options are set again: systemd's or an older binary's may differ.
     if let Some(inherited) = crate::upgrade::inherit::take(addr) {
-        return inherited;
+        let listener = inherited?;
+        crate::net::tune_listener(&listener)?;
+        return Ok(listener);
     }
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
@@ -27,7 +30,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    let listener = socket.listen(1024)?;
+    // Inherited by every accepted connection: no per-connection setsockopt.
+    crate::net::tune_listener(&listener)?;
+    Ok(listener)
 }
 
 /// Accept connections until shutdown starts; each session runs on the task tracker.

@@ -1,25 +1,43 @@
-//! Socket details: keepalive and no-delay on every connection, the PROXY protocol v2
-//! header towards backends that want it (addresses and TLVs: only what mailgate itself
-//! knows of the session), and parsing one from a trusted load balancer (v1 too:
-//! [`crate::proxy_header`] tells the versions apart).
+//! Socket details: keepalive and no-delay on every connection (set once on each listening
+//! socket: on Linux an accepted socket inherits them; a backend connection sets only
+//! no-delay), the PROXY protocol v2 header towards backends that want it (addresses and
+//! TLVs: only what mailgate itself knows of the session), and parsing one from a trusted
+//! load balancer (v1 too: [`crate::proxy_header`] tells the versions apart).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::conn::Conn;
 
-/// TCP keepalive: find dead peers of long idle sessions (IMAP IDLE) within minutes.
-pub fn tune(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let ka = TcpKeepalive::new()
+/// TCP keepalive of client connections: find dead peers of long idle sessions (IMAP
+/// IDLE) within minutes.
+fn keepalive() -> TcpKeepalive {
+    TcpKeepalive::new()
         .with_time(Duration::from_secs(120))
         .with_interval(Duration::from_secs(30))
-        .with_retries(4);
-    let _ = SockRef::from(stream).set_tcp_keepalive(&ka);
+        .with_retries(4)
+}
+
+/// No-delay and keepalive on a listening socket, once: the connections it accepts
+/// inherit both (Linux copies the listener's socket options into each accepted socket),
+/// so accepting costs no `setsockopt` of its own. Also applied to listeners handed over by
+/// a predecessor or systemd, which may have been set up by someone else.
+pub fn tune_listener(listener: &TcpListener) -> std::io::Result<()> {
+    let sock = SockRef::from(listener);
+    sock.set_tcp_nodelay(true)?;
+    sock.set_tcp_keepalive(&keepalive())
+}
+
+/// A backend connection: no-delay only (one `setsockopt`; a connected socket inherits
+/// nothing). A dead backend ends the session through the relay's idle timeout
+/// (`limits.idle_timeout`) or TCP's retransmission timeout; the client side keeps its
+/// keepalive.
+pub fn tune_backend(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 /// What a PROXY v2 header towards a backend says beyond the two addresses: only what
@@ -293,6 +311,50 @@ mod tests {
         tcp.read_exact(&mut rest).await.expect("rest");
         assert_eq!(&rest, b"a1 NOOP\r\n");
         drop(writer.await);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_socket_inherits_nodelay_and_keepalive_from_its_listener() {
+        let listener = crate::listener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let s = SockRef::from(&tcp);
+        assert!(s.tcp_nodelay().expect("TCP_NODELAY"), "TCP_NODELAY");
+        assert!(s.keepalive().expect("SO_KEEPALIVE"), "SO_KEEPALIVE");
+        assert_eq!(
+            s.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            s.tcp_keepalive_interval().expect("intvl"),
+            Duration::from_secs(30)
+        );
+        assert_eq!(s.tcp_keepalive_retries().expect("cnt"), 4);
+        // The connecting side (like a backend connection) has none of it by default.
+        let c = SockRef::from(&client);
+        assert!(!c.keepalive().expect("SO_KEEPALIVE"));
+        tune_backend(&client);
+        assert!(c.tcp_nodelay().expect("TCP_NODELAY"));
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_listener_gets_the_options_too() {
+        // A listener as systemd or another process might hand it over: no options set.
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = std.local_addr().expect("addr");
+        assert!(!SockRef::from(&std).keepalive().expect("SO_KEEPALIVE"));
+        crate::upgrade::inherit::add("imap".into(), std);
+        let listener = crate::listener::bind(addr).expect("the inherited socket");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let s = SockRef::from(&tcp);
+        assert!(s.tcp_nodelay().expect("TCP_NODELAY"));
+        assert!(s.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            s.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(120)
+        );
     }
 
     #[tokio::test]

@@ -262,7 +262,7 @@ impl Dialer {
         let Some(mut tcp) = tcp else {
             return Err(last_err);
         };
-        crate::net::tune(&tcp);
+        crate::net::tune_backend(&tcp);
         if backend.forward_client == ForwardClient::ProxyV2 {
             // Sessions announce their client (its TLS and mailgate's session id as TLVs);
             // probes announce mailgate's own connection, so a backend that requires the

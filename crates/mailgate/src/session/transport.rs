@@ -26,7 +26,6 @@ pub(super) struct Held<'a> {
 impl<'a> Session<'a> {
     /// Accepted TCP → the client's transport, counted against the caps and its address.
     pub(super) async fn open(&mut self, mut tcp: TcpStream) -> Result<(Conn, Held<'a>), Outcome> {
-        crate::net::tune(&tcp);
         let ctx: &'a super::SessionContext = self.ctx;
         let Some(connection) = ctx.clients().connection() else {
             let cap = self.connection_cap();
