@@ -25,6 +25,8 @@ import asyncio
 import os
 import random
 import signal
+import threading
+import urllib.request
 import subprocess
 import time
 from pathlib import Path
@@ -56,9 +58,6 @@ log:
   format: text
 health:
   interval: 1s
-  timeout: 1s
-  fall: 2
-  rise: 2
   slow_start: {SLOW_START}
   max_auto_down_share: 1.0
 limits:
@@ -85,16 +84,18 @@ domains:
 
 # --- metrics -------------------------------------------------------------------------------
 async def scrape(port):
+    return await asyncio.to_thread(scrape_sync, port)
+
+
+def scrape_sync(port):
     """mailgate's /metrics as {(family, frozenset(labels)): value}."""
     try:
-        r, wr = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 3)
-        wr.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        body = await asyncio.wait_for(r.read(), 5)
-        wr.close()
-    except (OSError, asyncio.TimeoutError):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read()
+    except OSError:
         return {}
     out = {}
-    for line in body.decode(errors="replace").split("\r\n\r\n", 1)[-1].splitlines():
+    for line in body.decode(errors="replace").splitlines():
         if not line or line.startswith("#"):
             continue
         name, _, val = line.rpartition(" ")
@@ -237,13 +238,12 @@ async def storm_once(bp, w, name, proc, port, admin):
     fake = start_fake(bp, w)
     t0 = time.monotonic()
     fails, series = {}, []
-    sampling = True
+    stop = threading.Event()
 
-    async def sampler():
+    def sampler():  # a thread: the event loop is busy with the clients
         prev = m0
-        while sampling:
-            await asyncio.sleep(1.0)
-            m = await scrape(admin)
+        while not stop.wait(1.0):
+            m = scrape_sync(admin)
             ok_ = msum(m, "mailgate_logins_total", backend="storm", result="ok") - \
                 msum(prev, "mailgate_logins_total", backend="storm", result="ok")
             ss = msum(m, "mailgate_refused_total", backend="storm", reason="slow_start") - \
@@ -254,11 +254,14 @@ async def storm_once(bp, w, name, proc, port, admin):
                            "refused_slow_start": int(ss), "refused_down": int(dn),
                            "share": round(ok_ / (ok_ + ss), 2) if ok_ + ss else None})
             prev = m
-    samp = asyncio.ensure_future(sampler()) if admin else None
-    done = await asyncio.gather(*(c.until_ok(t0 + DEADLINE, fails) for c in clients))
-    sampling = False
+    samp = threading.Thread(target=sampler, daemon=True) if admin else None
     if samp:
-        await samp
+        samp.start()
+    done = await asyncio.gather(*(c.until_ok(t0 + DEADLINE, fails) for c in clients))
+    await asyncio.sleep(1.5)  # the sampler's last second
+    stop.set()
+    if samp:
+        samp.join(10)
     cpu1, ct1 = proc.cpu_s(), os.times()
     times = [x - t0 for x in done if x]
     m1 = await scrape(admin) if admin else {}
@@ -266,8 +269,12 @@ async def storm_once(bp, w, name, proc, port, admin):
     if admin:
         for k, v in by_label(m1, "mailgate_connections_refused_total", "reason").items():
             own[k] = int(v - by_label(m0, "mailgate_connections_refused_total", "reason").get(k, 0))
-    refused = {}
+    refused, results = {}, {}
     if admin:
+        for k, v in by_label(m1, "mailgate_logins_total", "result").items():
+            d = int(v - by_label(m0, "mailgate_logins_total", "result").get(k, 0))
+            if d:
+                results[k] = d
         for k, v in by_label(m1, "mailgate_refused_total", "reason").items():
             d = int(v - by_label(m0, "mailgate_refused_total", "reason").get(k, 0))
             if d:
@@ -280,9 +287,13 @@ async def storm_once(bp, w, name, proc, port, admin):
          "cpu_s": round(cpu1 - cpu0, 2),
          "client_cpu_s": round((ct1.user + ct1.system) - (ct0.user + ct0.system), 2),
          "client_failures": fails, "own_refusals": own, "backend_refusals": refused,
+         "login_results": results,
          "attempts": len(times) + sum(fails.values())}
     if admin:
         r["slow_start"] = SLOW_START
+        r["health_changes"] = [l.split("mailgate_health::view: ", 1)[-1].strip()[:160]
+                               for l in Path(proc.log.name).read_text(errors="replace").splitlines()
+                               if "backend health changed" in l][-6:]
         r["series"] = series
     for c in clients:
         if c.writer:
@@ -339,6 +350,20 @@ def workers(proc):
     return n
 
 
+def ctxt_switches(proc):
+    """Voluntary context switches of all the process's threads (a thread waiting on a
+    contended lock sleeps in futex: one voluntary switch per wait)."""
+    n = 0
+    for t in os.listdir(f"/proc/{proc.p.pid}/task"):
+        try:
+            for line in Path(f"/proc/{proc.p.pid}/task/{t}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    n += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return n
+
+
 def run_scaling(bp, w, rows):
     if "mailgate" not in bp.PROXIES or not shutil_which("taskset"):
         return
@@ -354,6 +379,7 @@ def run_scaling(bp, w, rows):
                 bp.wait_port(p, bp.P["mg_imap"])
                 port = bp.P["mg_imap"] if tls == "none" else bp.P["mg_imaps"]
                 nw = workers(p)
+                cs0 = ctxt_switches(p)
                 t = time.monotonic()
                 r = bp.measured(p, lambda: bp.load(
                     w, "logins", "--target", f"127.0.0.1:{port}", "--concurrency",
@@ -361,14 +387,17 @@ def run_scaling(bp, w, rows):
                     *bp.tls_args(w, tls, False),
                     "--label", f"mailgate-{cell}"))
                 wall = time.monotonic() - t
+                cs = ctxt_switches(p) - cs0
             finally:
                 p.stop()
             r.update(cpus=cpus, workers=nw, run=k, kind=kind,
+                     vcsw_per_login=round(cs / r["logins"], 2) if r["logins"] else None,
                      cores_busy=round(r["cpu_s"] / wall, 2),
                      cpu_us_per_login=round(r["cpu_s"] * 1e6 / r["logins"], 1) if r["logins"] else None)
             rows.append({"proxy": "mailgate", "cell": cell, **r})
             bp.log(f"scaling {kind} taskset -c {cpus} ({nw} workers): {r['logins_per_s']} logins/s, "
-                   f"{r['cpu_us_per_login']} µs CPU/login, {r['cores_busy']} cores busy")
+                   f"{r['cpu_us_per_login']} µs CPU/login, {r['cores_busy']} cores busy, "
+                   f"{r['vcsw_per_login']} voluntary switches/login")
 
 
 def shutil_which(cmd):
@@ -402,10 +431,15 @@ def table_lines(rows):
         row("mailgate's own refusals (connections_refused_total)", lambda r: (", ".join(
             f"{k}: {v}" for k, v in sorted(r["own_refusals"].items()) if v) or "0")
             if r["proxy"] == "mailgate" else None)
+        row("mailgate's logins_total by result", lambda r: (", ".join(
+            f"{k}: {v}" for k, v in sorted(r["login_results"].items())) or "0")
+            if r["proxy"] == "mailgate" else None)
         row("backend admission refusals (refused_total)", lambda r: (", ".join(
             f"{k}: {v}" for k, v in sorted(r["backend_refusals"].items())) or "0")
             if r["proxy"] == "mailgate" else None)
         m = st.get("mailgate")
+        for h in (m or {}).get("health_changes", []):
+            out.append(f"mailgate log: {h}")
         if m and m.get("series"):
             out.append("")
             out.append(f"mailgate after the recovery (health.slow_start {m['slow_start']}), per "
@@ -419,11 +453,11 @@ def table_lines(rows):
     if sc:
         out += ["", "scaling: logins through mailgate pinned by taskset (load generator "
                 "and fake unpinned, same 2 cores)", "",
-                "| run | login | CPUs | workers | logins/s | µs CPU/login | cores busy |",
-                "|---|---|---|---|---|---|---|"]
+                "| run | login | CPUs | workers | logins/s | µs CPU/login | cores busy | voluntary switches/login |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in sc:
             out.append(f"| {r['run']} | {r['kind']} | {r['cpus']} | {r['workers']} | {r['logins_per_s']:,.0f} | "
-                       f"{r['cpu_us_per_login']} | {r['cores_busy']} |")
+                       f"{r['cpu_us_per_login']} | {r['cores_busy']} | {r.get('vcsw_per_login', '—')} |")
         for k, kind in sorted({(r["run"], r["kind"]) for r in sc}):
             one = next((r for r in sc if (r["run"], r["kind"], r["cell"]) == (k, kind, "scale-1")), None)
             two = next((r for r in sc if (r["run"], r["kind"], r["cell"]) == (k, kind, "scale-2")), None)
