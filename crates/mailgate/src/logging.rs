@@ -5,7 +5,8 @@
 //! writes the queue to stderr. When the destination stalls (a stuck journald, a pipe
 //! nobody reads) and the queue is full, further lines are dropped and counted
 //! (`mailgate_log_lines_dropped_total`, [`dropped_lines`]) rather than blocking the async
-//! runtime. The [`LogGuard`] that [`init`] returns flushes the queue when the process
+//! runtime. The writer thread sleeps on a condition variable while the queue is empty
+//! (tracing-appender's worker, used before, spun with `sched_yield` on every wait). The [`LogGuard`] that [`init`] returns flushes the queue when the process
 //! ends; against a stalled destination it gives up after about a second.
 //!
 //! Text lines carry ANSI colour codes only when stderr is a terminal (and `NO_COLOR` is
@@ -18,14 +19,15 @@ use std::sync::OnceLock;
 use mailgate_config::{LogConfig, LogFormat};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod reload_layer;
+mod writer;
 pub use reload_layer::{LogReload, LogReloadError, PreparedLog, reload_handle};
 use reload_layer::{RELOAD, reloadable};
 use std::sync::Mutex;
+pub use writer::{ErrorCounter, NonBlocking, WorkerGuard};
 
 /// Lines the queue holds while the destination is slower than the events (a few MB at
 /// most: lines are a few hundred bytes). Bursts far beyond any normal rate fit; a stalled
@@ -91,11 +93,7 @@ pub fn non_blocking<W: io::Write + Send + 'static>(
     sink: W,
     queue_lines: usize,
 ) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(queue_lines)
-        .thread_name("mailgate-log")
-        .finish(sink)
+    writer::spawn(sink, queue_lines, "mailgate-log")
 }
 
 /// The subscriber [`init`] installs, writing to `writer`.

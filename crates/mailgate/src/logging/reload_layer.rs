@@ -9,7 +9,8 @@
 use std::sync::{Mutex, OnceLock};
 
 use mailgate_config::{LogConfig, LogFormat};
-use tracing_appender::non_blocking::NonBlocking;
+
+use super::NonBlocking;
 use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
