@@ -191,10 +191,14 @@ async def wait_for(pred, secs, step=0.25):
     return False
 
 
+FAKES = []  # started fakes, stopped by run_storm whatever happens
+
+
 def start_fake(bp, w):
     fp = bp.Proc("fakestorm", [str(bp.BIN / "mailgate-fake-backend"), "--imap",
                                f"127.0.0.1:{bp.P['fakestorm']}", "--name", "storm"],
                  f"{w}/fakestorm.log")
+    FAKES.append(fp)
     bp.wait_port(fp, bp.P["fakestorm"])
     return fp
 
@@ -313,6 +317,10 @@ def run_storm(bp, w, rows):
             r = asyncio.run(storm_once(bp, w, name, proc, port, admin))
         finally:
             proc.stop()
+            while FAKES:
+                f = FAKES.pop()
+                if not f.log.closed:
+                    f.stop()
         rows.append(r)
         bp.log(f"storm {name}: {r['logged_in_again']}/{STORM_N} again in {r['absorb_s']} s, "
                f"proxy CPU {r['cpu_s']} s, client failures {r['client_failures'] or 'none'}, "
