@@ -34,6 +34,9 @@ pub use writer::{ErrorCounter, NonBlocking, WorkerGuard};
 /// destination fills it in seconds, and from then on lines are dropped and counted.
 pub const QUEUE_LINES: usize = 16 * 1024;
 
+/// The buffer between the writer thread and stderr (flushed after every batch).
+const STDERR_BUFFER: usize = 64 * 1024;
+
 /// The dropped-lines counter of the process-wide writer installed by [`init`].
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -48,13 +51,15 @@ pub struct LogGuard {
 /// Install the global subscriber writing to stderr. Safe to call once per process (a
 /// second call changes nothing).
 pub fn init(cfg: &LogConfig) -> LogGuard {
-    let stderr = io::stderr();
+    // Buffered: the writer thread flushes after each batch, one `write` for all its lines.
+    let stderr = io::BufWriter::with_capacity(STDERR_BUFFER, io::stderr());
     // journald stamps lines itself and reads a <N> priority: plain lines, no colours.
     if crate::upgrade::journal::stderr_is_journal() {
         let lines = crate::upgrade::journal::JournalLines::new(stderr);
         return init_with_sink(cfg, lines, false);
     }
-    let ansi = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi =
+        io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     init_with_sink(cfg, stderr, ansi)
 }
 
