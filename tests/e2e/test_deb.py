@@ -1,4 +1,4 @@
-"""The Debian package from ``make deb`` (target/debian/mailgate_*.deb; CI builds it before
+"""The Debian package from ``make deb`` (target/debian/mailgate_*.deb; make test builds it before
 the tests): its contents and conffiles, then — as root — a real ``dpkg -i``: the installed
 ``mailgate --version`` and ``mailgate check`` on the shipped /etc/mailgate (also as the
 mailgate user, as the unit's ExecStartPre runs it), man pages, completions, the systemd

@@ -1,6 +1,6 @@
 //! Socket details: keepalive and no-delay on every connection (set once on each listening
-//! socket: on Linux an accepted socket inherits them; a backend connection sets only
-//! no-delay), the PROXY protocol v2 header towards backends that want it (addresses and
+//! socket: on Linux an accepted socket inherits them; a backend connection sets both
+//! itself), the PROXY protocol v2 header towards backends that want it (addresses and
 //! TLVs: only what mailgate itself knows of the session), and parsing one from a trusted
 //! load balancer (v1 too: [`crate::proxy_header`] tells the versions apart).
 
@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::conn::Conn;
 
-/// TCP keepalive of client connections: find dead peers of long idle sessions (IMAP
-/// IDLE) within minutes.
+/// TCP keepalive of client and backend connections: find dead peers of long idle
+/// sessions (IMAP IDLE) within minutes.
 fn keepalive() -> TcpKeepalive {
     TcpKeepalive::new()
         .with_time(Duration::from_secs(120))
@@ -32,12 +32,14 @@ pub fn tune_listener(listener: &TcpListener) -> std::io::Result<()> {
     sock.set_tcp_keepalive(&keepalive())
 }
 
-/// A backend connection: no-delay only (one `setsockopt`; a connected socket inherits
-/// nothing). A dead backend ends the session through the relay's idle timeout
-/// (`limits.idle_timeout`) or TCP's retransmission timeout; the client side keeps its
-/// keepalive.
+/// A backend connection: no-delay and keepalive (a connected socket inherits nothing).
+/// Keepalive costs a few `setsockopt`s per session and is kept on purpose: a backend host
+/// that vanishes without a reset under an idle IMAP IDLE session is found within minutes,
+/// instead of holding the session (and its budget slot) until `limits.idle_timeout`.
 pub fn tune_backend(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
+    let sock = SockRef::from(stream);
+    let _ = sock.set_tcp_nodelay(true);
+    let _ = sock.set_tcp_keepalive(&keepalive());
 }
 
 /// What a PROXY v2 header towards a backend says beyond the two addresses: only what
@@ -336,6 +338,11 @@ mod tests {
         assert!(!c.keepalive().expect("SO_KEEPALIVE"));
         tune_backend(&client);
         assert!(c.tcp_nodelay().expect("TCP_NODELAY"));
+        assert!(c.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            c.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(120)
+        );
     }
 
     #[tokio::test]
