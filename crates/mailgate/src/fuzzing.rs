@@ -2,8 +2,8 @@
 //! replay test (`tests/fuzz_corpus.rs`). Not an API: each function panics when an oracle
 //! fails.
 //!
-//! - [`proxy_v2`]: the inbound PROXY protocol v2 header ([`crate::net::parse_proxy_v2`],
-//!   which `read_proxy_v2` uses): never panics; a header is read exactly (its announced
+//! - [`proxy_v2`]: the inbound PROXY protocol v2 header ([`crate::proxy_header::parse_proxy_v2`],
+//!   which `read_inbound` uses): never panics; a header is read exactly (its announced
 //!   length, never a byte more, and any shorter prefix is incomplete); what mailgate's
 //!   own writer produces for the address it read parses back to that address.
 //! - [`proxy_inbound`]: the inbound PROXY header of either version
@@ -23,7 +23,8 @@ use mailgate_health::KickSelector;
 
 use crate::admin::auth::{self, AuthResult, Token, TokenStore};
 use crate::admin::{http, routes};
-use crate::net::{ProxyHeaderError, ProxyTlvs, parse_proxy_v2, proxy_v2_header};
+use crate::net::{ProxyTlvs, proxy_v2_header};
+use crate::proxy_header::{ProxyHeaderError, parse_proxy_v2};
 
 const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 

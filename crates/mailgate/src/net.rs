@@ -1,14 +1,13 @@
 //! Socket details: keepalive and no-delay on every connection (set once on each listening
 //! socket: on Linux an accepted socket inherits them; a backend connection sets both
 //! itself), the PROXY protocol v2 header towards backends that want it (addresses and
-//! TLVs: only what mailgate itself knows of the session), and parsing one from a trusted
-//! load balancer (v1 too: [`crate::proxy_header`] tells the versions apart).
+//! TLVs: only what mailgate itself knows of the session). The inbound header from a
+//! trusted load balancer is read elsewhere (`proxy_header.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::conn::Conn;
@@ -128,108 +127,9 @@ fn with_tlvs(
     b.build()
 }
 
-/// Longest PROXY v2 header accepted (addresses plus a few TLVs).
-const MAX_PROXY_HEADER: usize = 16 + 536;
-
-/// The 12 bytes every PROXY protocol v2 header starts with.
-const PROXY_V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
-
-/// Why an inbound PROXY header (v1 or v2) was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyHeaderError {
-    /// Reading failed or the peer closed.
-    #[error("reading the PROXY header failed: {0}")]
-    Io(#[from] std::io::Error),
-    /// Not a PROXY protocol header (of the version its first bytes announce).
-    #[error("not a PROXY protocol v1 or v2 header")]
-    Invalid,
-    /// Longer than mailgate accepts.
-    #[error("PROXY header too long")]
-    TooLong,
-    /// Fewer bytes than the header announces.
-    #[error("PROXY header truncated")]
-    Truncated,
-}
-
-/// The whole length of the PROXY v2 header that starts with `head` (its fixed 16 bytes):
-/// checks the signature and mailgate's length limit.
-pub fn proxy_v2_len(head: &[u8; 16]) -> Result<usize, ProxyHeaderError> {
-    if head[..12] != *PROXY_V2_SIGNATURE {
-        return Err(ProxyHeaderError::Invalid);
-    }
-    let len = 16 + usize::from(u16::from_be_bytes([head[14], head[15]]));
-    if len > MAX_PROXY_HEADER {
-        return Err(ProxyHeaderError::TooLong);
-    }
-    Ok(len)
-}
-
-/// Parse the PROXY v2 header at the start of `bytes` (which may hold more): the client
-/// address it announces (`None` for a `LOCAL` header, the load balancer's own health
-/// check, or an address family other than TCP/UDP over IPv4/IPv6) and the header's length.
-pub fn parse_proxy_v2(bytes: &[u8]) -> Result<(Option<SocketAddr>, usize), ProxyHeaderError> {
-    let head: &[u8; 16] = bytes
-        .get(..16)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(ProxyHeaderError::Truncated)?;
-    let len = proxy_v2_len(head)?;
-    let all = bytes.get(..len).ok_or(ProxyHeaderError::Truncated)?;
-    let header = ppp::v2::Header::try_from(all).map_err(|_| ProxyHeaderError::Invalid)?;
-    if header.command == ppp::v2::Command::Local {
-        return Ok((None, len));
-    }
-    let client = match header.addresses {
-        ppp::v2::Addresses::IPv4(a) => {
-            Some(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
-        ppp::v2::Addresses::IPv6(a) => {
-            Some(SocketAddr::new(a.source_address.into(), a.source_port))
-        }
-        _ => None,
-    };
-    Ok((client, len))
-}
-
-/// Read a PROXY protocol v2 header from a trusted load balancer (`listen.proxy_from`).
-/// Reads exactly the header's bytes. Returns the client address it announces, or `None`
-/// for a `LOCAL` header (health checks of the load balancer itself).
-pub async fn read_proxy_v2(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    let mut head = [0u8; 16];
-    tcp.read_exact(&mut head).await?;
-    let len = proxy_v2_len(&head)?;
-    let mut all = vec![0u8; len];
-    all[..16].copy_from_slice(&head);
-    tcp.read_exact(&mut all[16..]).await?;
-    parse_proxy_v2(&all).map(|(client, _)| client)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn proxy_v2_roundtrip_reads_exactly_the_header() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client: SocketAddr = "192.0.2.44:40123".parse().expect("addr");
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let mut bytes = proxy_v2_header(client, addr, ProxyTlvs::default());
-            bytes.extend_from_slice(b"a1 CAPABILITY\r\n");
-            s.write_all(&bytes).await.expect("write");
-            s
-        });
-        let (mut tcp, _) = listener.accept().await.expect("accept");
-        let got = read_proxy_v2(&mut tcp).await.expect("header");
-        assert_eq!(got, Some(client));
-        let mut rest = [0u8; 15];
-        tcp.read_exact(&mut rest).await.expect("rest");
-        assert_eq!(&rest, b"a1 CAPABILITY\r\n");
-        drop(writer.await);
-    }
 
     /// The TLVs of a header, as (type, value) pairs.
     fn tlvs_of(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -289,33 +189,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_header_with_tlvs_is_read_exactly() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client: SocketAddr = "[2001:db8::7]:5000".parse().expect("addr");
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let tlvs = ProxyTlvs {
-                client_tls: Some("TLSv1.2"),
-                unique_id: Some("mg-ff"),
-            };
-            let mut bytes = proxy_v2_header(client, addr, tlvs);
-            bytes.extend_from_slice(b"a1 NOOP\r\n");
-            s.write_all(&bytes).await.expect("write");
-            s
-        });
-        let (mut tcp, _) = listener.accept().await.expect("accept");
-        assert_eq!(read_proxy_v2(&mut tcp).await.expect("header"), Some(client));
-        let mut rest = [0u8; 9];
-        tcp.read_exact(&mut rest).await.expect("rest");
-        assert_eq!(&rest, b"a1 NOOP\r\n");
-        drop(writer.await);
-    }
-
-    #[tokio::test]
     async fn an_accepted_socket_inherits_nodelay_and_keepalive_from_its_listener() {
         let listener = crate::listener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -362,22 +235,5 @@ mod tests {
             s.tcp_keepalive_time().expect("idle"),
             Duration::from_secs(120)
         );
-    }
-
-    #[tokio::test]
-    async fn garbage_is_refused() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            s.write_all(b"a1 LOGIN user pass\r\n").await.expect("write");
-            s
-        });
-        let (mut tcp, _) = listener.accept().await.expect("accept");
-        assert!(read_proxy_v2(&mut tcp).await.is_err());
-        drop(writer.await);
     }
 }

@@ -1,6 +1,7 @@
 //! The inbound PROXY protocol header from a trusted load balancer (`listen.proxy_from`):
 //! version 1 (`PROXY TCP4 192.0.2.44 10.0.0.1 40123 143\r\n`, text, at most 107 bytes) or
-//! version 2 (binary, [`crate::net::parse_proxy_v2`]), told apart by their first bytes.
+//! version 2 (binary, [`parse_proxy_v2`]), told apart by their first bytes. (The header
+//! mailgate itself sends to backends is built in `net.rs`.)
 //!
 //! The parsers are pure functions over a byte buffer that may hold more than the header
 //! (fuzz targets and tests feed them directly); [`read_inbound`] reads exactly the
@@ -11,7 +12,67 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::net::{ProxyHeaderError, parse_proxy_v2, proxy_v2_len};
+/// Longest PROXY v2 header accepted (addresses plus a few TLVs).
+const MAX_PROXY_HEADER: usize = 16 + 536;
+
+/// The 12 bytes every PROXY protocol v2 header starts with.
+const PROXY_V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Why an inbound PROXY header (v1 or v2) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyHeaderError {
+    /// Reading failed or the peer closed.
+    #[error("reading the PROXY header failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// Not a PROXY protocol header (of the version its first bytes announce).
+    #[error("not a PROXY protocol v1 or v2 header")]
+    Invalid,
+    /// Longer than mailgate accepts.
+    #[error("PROXY header too long")]
+    TooLong,
+    /// Fewer bytes than the header announces.
+    #[error("PROXY header truncated")]
+    Truncated,
+}
+
+/// The whole length of the PROXY v2 header that starts with `head` (its fixed 16 bytes):
+/// checks the signature and mailgate's length limit.
+pub fn proxy_v2_len(head: &[u8; 16]) -> Result<usize, ProxyHeaderError> {
+    if head[..12] != *PROXY_V2_SIGNATURE {
+        return Err(ProxyHeaderError::Invalid);
+    }
+    let len = 16 + usize::from(u16::from_be_bytes([head[14], head[15]]));
+    if len > MAX_PROXY_HEADER {
+        return Err(ProxyHeaderError::TooLong);
+    }
+    Ok(len)
+}
+
+/// Parse the PROXY v2 header at the start of `bytes` (which may hold more): the client
+/// address it announces (`None` for a `LOCAL` header, the load balancer's own health
+/// check, or an address family other than TCP/UDP over IPv4/IPv6) and the header's length.
+pub fn parse_proxy_v2(bytes: &[u8]) -> Result<(Option<SocketAddr>, usize), ProxyHeaderError> {
+    let head: &[u8; 16] = bytes
+        .get(..16)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(ProxyHeaderError::Truncated)?;
+    let len = proxy_v2_len(head)?;
+    let all = bytes.get(..len).ok_or(ProxyHeaderError::Truncated)?;
+    let header = ppp::v2::Header::try_from(all).map_err(|_| ProxyHeaderError::Invalid)?;
+    if header.command == ppp::v2::Command::Local {
+        return Ok((None, len));
+    }
+    let client = match header.addresses {
+        ppp::v2::Addresses::IPv4(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        ppp::v2::Addresses::IPv6(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        _ => None,
+    };
+    Ok((client, len))
+}
 
 /// Longest PROXY v1 header, `\r\n` included (the spec's limit).
 pub const MAX_V1_HEADER: usize = 107;

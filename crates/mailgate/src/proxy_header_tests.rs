@@ -230,7 +230,12 @@ async fn reads_exactly_the_header_of_either_version() {
     assert_eq!(rest, b"a1 NOOP\r\n");
 
     let client = addr("[2001:db8::7]:5000");
-    let mut v2 = proxy_v2_header(client, addr("[::1]:143"), ProxyTlvs::default());
+    // With TLVs (as mailgate itself sends them): read exactly as well.
+    let tlvs = ProxyTlvs {
+        client_tls: Some("TLSv1.2"),
+        unique_id: Some("mg-ff"),
+    };
+    let mut v2 = proxy_v2_header(client, addr("[::1]:143"), tlvs);
     v2.extend_from_slice(b"a1 NOOP\r\n");
     let (got, rest) = read_over_tcp(v2, 9).await;
     let h = got.expect("v2");
