@@ -182,6 +182,20 @@ def curl(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
 
 # --- raw lines (for greetings and shutdown messages) ----------------------------------------
 
+def closed_within(sock: socket.socket, timeout: float) -> bool:
+    """Whether the peer closes ``sock`` within ``timeout`` (reads and drops what it sends
+    first, a BYE say)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except socket.timeout:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 def read_line(sock: socket.socket, timeout: float = TIMEOUT) -> bytes:
     """Read one CRLF-terminated line byte by byte (b'' on EOF)."""
     sock.settimeout(timeout)

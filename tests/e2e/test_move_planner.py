@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from clients import imap_backend, imap_open
+from clients import closed_within, imap_backend, imap_open
 from layout import PASSWORD
 from mailgate_proc import to_yaml
 
@@ -238,22 +237,9 @@ def test_warn_guard_applies_the_reload_and_names_the_backend(planned, pki):
     assert "applying anyway" in mg.output()
     # Applied: the moved sessions are kicked (kick_window 1 s) and a new login lands on mail2.
     for sess in moving:
-        assert _closed_within(sess.sock, 10), "a moved session was not kicked"
+        assert closed_within(sess.sock, 10), "a moved session was not kicked"
     assert bob[0].noop()[0] == "OK", "bob's route did not move"
     assert imap_backend(_hold(mg, pki, "moving@example.com", 1)[0]) == "mail2"
-
-
-def _closed_within(sock: socket.socket, timeout: float) -> bool:
-    """Whether the peer closes ``sock`` within ``timeout`` (reads and drops any BYE)."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(4096):
-            pass
-    except socket.timeout:
-        return False
-    except OSError:
-        pass
-    return True
 
 
 def test_a_reload_that_turns_strict_on_is_already_guarded_by_it(planned):

@@ -6,10 +6,9 @@ sessions held open: ``GET /sessions`` (counts by backend and domain; user names 
 from __future__ import annotations
 
 import json
-import socket
 import time
 
-from clients import imap_open
+from clients import closed_within, imap_open
 from layout import PASSWORD
 
 KICK_WINDOW = 1.0
@@ -43,18 +42,6 @@ def _wait_total(mg, n: int, timeout: float = 10.0) -> dict:
 
 def _backend(doc: dict, name: str) -> dict:
     return next(b for b in doc["backends"] if b["name"] == name)
-
-
-def _closed_within(sock: socket.socket, timeout: float) -> bool:
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(4096):
-            pass
-    except socket.timeout:
-        return False
-    except OSError:
-        pass
-    return True
 
 
 def test_sessions_lists_counts_by_backend_and_domain_and_users_only_when_asked(
@@ -146,7 +133,7 @@ def test_kick_dry_run_says_what_would_close_and_closes_nothing_then_the_kick_doe
     assert r.returncode == 0, r.stderr
     assert "3 session(s) of domain example.com scheduled to close" in r.stdout, r.stdout
     for s in alice + moving:
-        assert _closed_within(s.sock, KICK_WINDOW + 10), "the real kick left a session open"
+        assert closed_within(s.sock, KICK_WINDOW + 10), "the real kick left a session open"
     assert bob[0].noop()[0] == "OK", "another domain's session was closed"
     doc = _wait_total(mg, 1)
     assert _backend(doc, "mail2")["sessions"] == 1
