@@ -193,7 +193,7 @@ def _output_since(mg, offset: int) -> str:
     return mg.out_path.read_text(errors="replace")[offset:]
 
 
-def _wait_output(mg, needle: str, offset: int = 0, timeout: float = 5.0) -> str:
+def _wait_output(mg, needle: str, offset: int = 0, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         text = _output_since(mg, offset)

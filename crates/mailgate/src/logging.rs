@@ -5,8 +5,7 @@
 //! writes the queue to stderr. When the destination stalls (a stuck journald, a pipe
 //! nobody reads) and the queue is full, further lines are dropped and counted
 //! (`mailgate_log_lines_dropped_total`, [`dropped_lines`]) rather than blocking the async
-//! runtime. The writer thread sleeps on a condition variable while the queue is empty
-//! (tracing-appender's worker, used before, spun with `sched_yield` on every wait). The [`LogGuard`] that [`init`] returns flushes the queue when the process
+//! runtime (tracing-appender's lossy non-blocking writer). The [`LogGuard`] that [`init`] returns flushes the queue when the process
 //! ends; against a stalled destination it gives up after about a second.
 //!
 //! Text lines carry ANSI colour codes only when stderr is a terminal (and `NO_COLOR` is
@@ -23,19 +22,16 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod reload_layer;
-mod writer;
 pub use reload_layer::{LogReload, LogReloadError, PreparedLog, reload_handle};
 use reload_layer::{RELOAD, reloadable};
 use std::sync::Mutex;
-pub use writer::{ErrorCounter, NonBlocking, WorkerGuard};
+use tracing_appender::non_blocking::NonBlockingBuilder;
+pub use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 
 /// Lines the queue holds while the destination is slower than the events (a few MB at
 /// most: lines are a few hundred bytes). Bursts far beyond any normal rate fit; a stalled
 /// destination fills it in seconds, and from then on lines are dropped and counted.
 pub const QUEUE_LINES: usize = 16 * 1024;
-
-/// The buffer between the writer thread and stderr (flushed after every batch).
-const STDERR_BUFFER: usize = 64 * 1024;
 
 /// The dropped-lines counter of the process-wide writer installed by [`init`].
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
@@ -51,8 +47,7 @@ pub struct LogGuard {
 /// Install the global subscriber writing to stderr. Safe to call once per process (a
 /// second call changes nothing).
 pub fn init(cfg: &LogConfig) -> LogGuard {
-    // Buffered: the writer thread flushes after each batch, one `write` for all its lines.
-    let stderr = io::BufWriter::with_capacity(STDERR_BUFFER, io::stderr());
+    let stderr = io::stderr();
     // journald stamps lines itself and reads a <N> priority: plain lines, no colours.
     if crate::upgrade::journal::stderr_is_journal() {
         let lines = crate::upgrade::journal::JournalLines::new(stderr);
@@ -98,7 +93,11 @@ pub fn non_blocking<W: io::Write + Send + 'static>(
     sink: W,
     queue_lines: usize,
 ) -> (NonBlocking, WorkerGuard) {
-    writer::spawn(sink, queue_lines, "mailgate-log")
+    NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(queue_lines)
+        .thread_name("mailgate-log")
+        .finish(sink)
 }
 
 /// The subscriber [`init`] installs, writing to `writer`.
