@@ -17,28 +17,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[bench-peers] %s\n' "$*" >&2; }
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-need_apt=()
-for pkg in nginx-light libnginx-mod-mail haproxy openssl; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
-done
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    log "installing ${need_apt[*]} (services kept from starting)"
-    policy=/usr/sbin/policy-rc.d
-    created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-        $SUDO chmod +x "$policy"
-        created_policy=1
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-    if [ "$created_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi
-    if command -v systemctl >/dev/null 2>&1; then
-        $SUDO systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
-    fi
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+apt_install_missing nginx-light libnginx-mod-mail haproxy openssl
+if [ "$APT_INSTALLED" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
 fi
 [ -f /usr/lib/nginx/modules/ngx_mail_module.so ] || { log "ERROR: ngx_mail_module.so missing"; exit 1; }
 

@@ -11,26 +11,12 @@
 # kubernetes-validate (deploy/kubernetes schema check). Idempotent.
 set -euo pipefail
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
 
-need_apt=()
-for pkg in dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus dnsmasq-base haproxy gcc libc6-dev systemd; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
-done
-
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    # Keep the packages' own services from starting: a system Dovecot would grab 143/110.
-    policy=/usr/sbin/policy-rc.d
-    created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-        $SUDO chmod +x "$policy"
-        created_policy=1
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-    if [ "$created_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi
+apt_install_missing dovecot-core dovecot-imapd dovecot-pop3d openssl curl chromium prometheus \
+    dnsmasq-base haproxy gcc libc6-dev systemd
+if [ "$APT_INSTALLED" -eq 1 ]; then
     # A system Dovecot must not hold the ports, even if something started it.
     if command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
