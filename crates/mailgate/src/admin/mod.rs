@@ -84,13 +84,8 @@ pub struct AdminContext {
     pub gauges: Arc<StateGauges>,
     /// Shutdown state (readiness).
     pub lifecycle: Arc<Lifecycle>,
-    /// `admin.show_addresses`.
-    pub show_addresses: bool,
-    /// `admin.domain_check`.
-    pub domain_check: bool,
-    /// `admin.domain_checks_per_minute`.
-    pub domain_checks_per_minute: u32,
-    /// `admin.token_file` is set.
+    /// `admin.token_file` is set (a restart-only key; the reloadable `admin:` keys are read
+    /// from the runtime snapshot at each request).
     pub token_configured: bool,
     /// The reload guard (its mode, for the move planner's verdict).
     pub guard: Arc<crate::move_plan::guard::MoveGuard>,
