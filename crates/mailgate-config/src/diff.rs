@@ -49,6 +49,10 @@ pub struct RoutingDiff {
     pub default: Option<(Option<String>, Option<String>)>,
     /// `default_domain` change (old, new).
     pub default_domain: Option<(Option<String>, Option<String>)>,
+    /// `master_user_separator` change (old, new; `None` = the master-user form is off).
+    /// Moves no live session (they are keyed on the mailbox user), but changes where the
+    /// next `user*master` login goes.
+    pub master_user_separator: Option<(Option<char>, Option<char>)>,
     /// Backends only in the newer table.
     pub backends_added: Vec<String>,
     /// Backends only in the older table.
@@ -132,6 +136,11 @@ impl fmt::Display for RoutingDiff {
                 name(o.as_deref()),
                 name(n.as_deref())
             )?;
+        }
+        if let Some((o, n)) = &self.master_user_separator {
+            let sep =
+                |c: &Option<char>| c.map_or_else(|| "(off)".to_string(), |c| format!("{c:?}"));
+            writeln!(f, "master_user_separator: {} -> {}", sep(o), sep(n))?;
         }
         for b in &self.backends_added {
             writeln!(f, "backend added: {b}")?;
@@ -266,6 +275,10 @@ impl RoutingTable {
         }
         if self.default_domain != newer.default_domain {
             d.default_domain = Some((self.default_domain.clone(), newer.default_domain.clone()));
+        }
+        if self.master_user_separator != newer.master_user_separator {
+            d.master_user_separator =
+                Some((self.master_user_separator, newer.master_user_separator));
         }
         for b in newer.backends() {
             match self.backend(&b.name) {

@@ -73,6 +73,43 @@ fn valid_swap_reports_diff_and_invalid_changes_nothing() {
     );
 }
 
+#[test]
+fn a_changed_master_user_separator_is_in_the_diff() {
+    let d = Dir::new();
+    let path = d.write("routing.yaml", V1);
+    let before = table_of(&path);
+    d.write(
+        "routing.yaml",
+        &format!("master_user_separator: \"%\"\n{V1}"),
+    );
+    let pct = table_of(&path);
+    d.write(
+        "routing.yaml",
+        &format!("master_user_separator: \"\"\n{V1}"),
+    );
+    let off = table_of(&path);
+
+    let diff = before.diff(&pct);
+    assert_eq!(diff.master_user_separator, Some((Some('*'), Some('%'))));
+    assert!(!diff.is_empty());
+    assert!(!diff.routes_moved(), "no live session moves");
+    assert!(
+        diff.to_string()
+            .contains("master_user_separator: '*' -> '%'")
+    );
+    let diff = pct.diff(&off);
+    assert_eq!(diff.master_user_separator, Some((Some('%'), None)));
+    assert!(
+        diff.to_string()
+            .contains("master_user_separator: '%' -> (off)")
+    );
+    assert_eq!(
+        before.diff(&table_of(&path)).master_user_separator,
+        Some((Some('*'), None))
+    );
+    assert!(before.diff(&before).master_user_separator.is_none());
+}
+
 fn table_of(path: &std::path::Path) -> RoutingTable {
     RoutingTable::load(path).expect("valid").table
 }
