@@ -60,6 +60,8 @@ fn all() -> All {
         probes.clone(),
         sessions.clone(),
         config.clone(),
+        Arc::new(crate::capabilities::CapabilityMetrics::default()),
+        Arc::new(crate::move_plan::guard::MoveGuard::default()),
         Arc::new(LogMetrics),
     ]);
     All {

@@ -244,4 +244,13 @@ fn the_guard_warns_or_refuses() {
         guard.check(ReloadGuard::Strict, &running, &same, &kicks),
         Ok(vec![])
     );
+    // One warning and one refusal above; the findings-free checks count nothing.
+    let metrics = crate::metrics::Metrics::build(vec![std::sync::Arc::new(guard)]);
+    let text = metrics.encode();
+    for want in [
+        "mailgate_reload_guard_total{action=\"warned\"} 1",
+        "mailgate_reload_guard_total{action=\"refused\"} 1",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
 }
