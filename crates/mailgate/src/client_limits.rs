@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use mailgate_config::LimitsConfig;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// File descriptors kept free for the admin listener, backend dials, probes, DNS and logs
 /// when the connection cap is derived from the process's fd limit.
@@ -157,6 +159,8 @@ impl<K: Hash + Eq + Clone> AuthFailures<K> {
 struct Cap {
     max: AtomicU32,
     now: AtomicU32,
+    /// Woken when a unit is released (for [`Cap::take_within`]).
+    released: Notify,
 }
 
 impl Cap {
@@ -164,6 +168,21 @@ impl Cap {
         Cap {
             max: AtomicU32::new(max),
             now: AtomicU32::new(0),
+            released: Notify::new(),
+        }
+    }
+
+    /// A unit, waiting until `deadline` for one to be released when the cap is reached.
+    async fn take_within(&self, deadline: Instant) -> Option<CapGuard<'_>> {
+        loop {
+            // Registered before the attempt, so a release between the two is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(g) = self.take() {
+                return Some(g);
+            }
+            tokio::time::timeout_at(deadline, released).await.ok()?;
         }
     }
 
@@ -185,6 +204,7 @@ pub struct CapGuard<'a>(&'a Cap);
 impl Drop for CapGuard<'_> {
     fn drop(&mut self) {
         self.0.now.fetch_sub(1, Ordering::AcqRel);
+        self.0.released.notify_one();
     }
 }
 
@@ -279,6 +299,13 @@ impl ClientLimits {
     /// A TLS handshake in progress, under `max_tls_handshakes`.
     pub fn handshake(&self) -> Option<CapGuard<'_>> {
         self.handshakes.take()
+    }
+
+    /// A TLS handshake slot under `max_tls_handshakes`, waiting until `deadline` when
+    /// they are all taken (a reconnect storm queues for the CPU instead of being reset;
+    /// the client's ClientHello waits in the socket). `None` when none freed in time.
+    pub async fn handshake_within(&self, deadline: Instant) -> Option<CapGuard<'_>> {
+        self.handshakes.take_within(deadline).await
     }
 
     /// Count a session of `ip` (by its key); `None` over `max_sessions_per_ip`.

@@ -182,3 +182,51 @@ fn a_reload_changes_the_caps_and_keeps_the_counts() {
         "lowered below the 3 held"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_over_the_cap_waits_for_a_slot_until_its_deadline() {
+    use std::sync::Arc;
+    use tokio::time::{Instant, sleep};
+    let l = LimitsConfig {
+        max_tls_handshakes: 1,
+        ..LimitsConfig::default()
+    };
+    let limits = Arc::new(ClientLimits::new(&l, None));
+    let held = limits.handshake().expect("the only slot");
+    // Nothing frees the slot: the waiter gives up at its deadline.
+    let start = Instant::now();
+    assert!(
+        limits
+            .handshake_within(start + Duration::from_secs(2))
+            .await
+            .is_none()
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    // Released while one waits: the waiter gets it, before its deadline.
+    let waiter = {
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let got = limits
+                .handshake_within(Instant::now() + Duration::from_secs(10))
+                .await
+                .is_some();
+            (got, Instant::now())
+        })
+    };
+    sleep(Duration::from_secs(1)).await;
+    let released_at = Instant::now();
+    drop(held);
+    let (got, at) = waiter.await.expect("waiter");
+    assert!(got, "the released slot goes to the waiter");
+    assert_eq!(at, released_at);
+    // Unlimited (0): never waits.
+    let free = ClientLimits::new(
+        &LimitsConfig {
+            max_tls_handshakes: 0,
+            ..LimitsConfig::default()
+        },
+        None,
+    );
+    let _a = free.handshake().expect("a");
+    assert!(free.handshake_within(Instant::now()).await.is_some());
+}

@@ -1,7 +1,8 @@
 //! The transport stage: the process-wide caps (connections, sessions before login), the
 //! PROXY v1 or v2 header from a trusted load balancer (the real client address), the per-IP
 //! guard, and the TLS handshake — one [`Session::handshake`] for implicit TLS and for
-//! STARTTLS / STLS, under the cap on concurrent handshakes.
+//! STARTTLS / STLS, under the cap on concurrent handshakes (over it, a connection waits for
+//! a slot within its handshake deadline).
 
 use std::time::Duration;
 
@@ -116,7 +117,9 @@ impl<'a> Session<'a> {
         let Some(tls) = self.rt.tls.clone() else {
             return Err(Outcome::TlsFailed);
         };
-        let Some(_slot) = self.ctx.clients().handshake() else {
+        // One deadline for the wait for a handshake slot and the handshake itself.
+        let deadline = tokio::time::Instant::now() + self.rt.limits.tls_handshake_timeout;
+        let Some(_slot) = self.ctx.clients().handshake_within(deadline).await else {
             self.ctx
                 .metrics()
                 .refused_connection(ConnRefusal::MaxTlsHandshakes);
@@ -128,7 +131,7 @@ impl<'a> Session<'a> {
             mailgate_proto::Protocol::Pop3 => tls.pop3.clone(),
         };
         let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
-        let failed = match timeout(self.rt.limits.tls_handshake_timeout, Box::pin(accept)).await {
+        let failed = match tokio::time::timeout_at(deadline, Box::pin(accept)).await {
             Ok(Ok(stream)) => {
                 return Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))));
             }
