@@ -194,6 +194,24 @@ async def wait_for(pred, secs, step=0.25):
 FAKES = []  # started fakes, stopped by run_storm whatever happens
 
 
+def listen_overflows():
+    """Machine-wide TcpExtListenOverflows (every listener, every user of the machine), or
+    None without nstat."""
+    try:
+        out = subprocess.run(["nstat", "-asz", "TcpExtListenOverflows"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if line.startswith("TcpExtListenOverflows"):
+            return int(line.split()[1])
+    return None
+
+
+def log_lines(proc):
+    return Path(proc.log.name).read_text(errors="replace").splitlines()
+
+
 def start_fake(bp, w):
     fp = bp.Proc("fakestorm", [str(bp.BIN / "mailgate-fake-backend"), "--imap",
                                f"127.0.0.1:{bp.P['fakestorm']}", "--name", "storm"],
@@ -238,6 +256,8 @@ async def storm_once(bp, w, name, proc, port, admin):
         await asyncio.sleep(3)
     m0 = await scrape(admin) if admin else {}
     cpu0, ct0 = proc.cpu_s(), os.times()
+    ov0 = listen_overflows()
+    n_log0 = len(log_lines(proc)) if admin else 0
     # 3. it recovers, and every client reconnects at once
     fake = start_fake(bp, w)
     t0 = time.monotonic()
@@ -267,6 +287,7 @@ async def storm_once(bp, w, name, proc, port, admin):
     if samp:
         samp.join(10)
     cpu1, ct1 = proc.cpu_s(), os.times()
+    ov1 = listen_overflows()
     times = [x - t0 for x in done if x]
     m1 = await scrape(admin) if admin else {}
     own = {}
@@ -292,13 +313,18 @@ async def storm_once(bp, w, name, proc, port, admin):
          "client_cpu_s": round((ct1.user + ct1.system) - (ct0.user + ct0.system), 2),
          "client_failures": fails, "own_refusals": own, "backend_refusals": refused,
          "login_results": results,
-         "attempts": len(times) + sum(fails.values())}
+         "attempts": len(times) + sum(fails.values()),
+         "listen_overflows": ov1 - ov0 if ov0 is not None and ov1 is not None else None}
     if admin:
         r["slow_start"] = SLOW_START
         r["health_changes"] = [l.split("mailgate_health::view: ", 1)[-1].strip()[:160]
                                for l in Path(proc.log.name).read_text(errors="replace").splitlines()
                                if "backend health changed" in l][-6:]
         r["series"] = series
+        # transitions into down after the restart (the storm taking the backend down again)
+        after = log_lines(proc)[n_log0:]
+        r["down_again"] = sum(1 for l in after if "backend health changed" in l
+                              and ('to="down"' in l or "to=down" in l))
     for c in clients:
         if c.writer:
             c.writer.close()
@@ -325,7 +351,8 @@ def run_storm(bp, w, rows):
         bp.log(f"storm {name}: {r['logged_in_again']}/{STORM_N} again in {r['absorb_s']} s, "
                f"proxy CPU {r['cpu_s']} s, client failures {r['client_failures'] or 'none'}, "
                f"mailgate's own refusals {r['own_refusals'] or '-'}, "
-               f"backend refusals {r['backend_refusals'] or '-'}")
+               f"backend refusals {r['backend_refusals'] or '-'}, "
+               f"TcpExtListenOverflows +{r['listen_overflows']}, down again {r.get('down_again', '-')}")
         for s in r.get("series", []):
             bp.log(f"  t={s['t']:>5} s admitted {s['admitted']:>5} refused slow_start "
                    f"{s['refused_slow_start']:>5} down {s['refused_down']:>5} share {s['share']}")
@@ -433,6 +460,9 @@ def table_lines(rows):
             lambda r: f"{r['first_relogin_s']} / {r['p50_relogin_s']}")
         row("login attempts (incl. retries)", lambda r: r["attempts"])
         row("proxy CPU over the storm, s", lambda r: r["cpu_s"])
+        row("TcpExtListenOverflows over the storm (machine-wide)", lambda r: r.get("listen_overflows"))
+        row("backend taken down again by the storm", lambda r: r.get("down_again")
+            if r["proxy"] == "mailgate" else None)
         row("client CPU (Python) over the storm, s", lambda r: r["client_cpu_s"])
         row("refusals seen by clients", lambda r: ", ".join(
             f"{k}: {v}" for k, v in sorted(r["client_failures"].items())) or "none")
