@@ -11,7 +11,10 @@ login does not succeed (NO [UNAVAILABLE], BYE, reset, timeout) retries after 0.5
 a mail client's back-off would. Reported: wall time from the restart to the last session
 logged in again, the proxy's CPU over it, what the clients were refused and why, mailgate's
 own refusal counters (/metrics), and mailgate's admissions per second after the recovery
-(slow start: the admitted share of attempts ramps from 10 % to 100 % over health.slow_start).
+(slow start: the admitted share of attempts ramps from 10 % to 100 % over health.slow_start),
+the machine-wide TcpExtListenOverflows delta (nstat), the fake's accept-queue length sampled
+from /proc/net/tcp, and whether the storm took the backend down again.
+PEERS_STORM_MAX_LOGINS_IN_FLIGHT gives the storm backend a max_logins_in_flight.
 The client is Python asyncio in the driver's process; its CPU is reported beside.
 
 Scaling: the plain-login cell through a fresh mailgate pinned with `taskset -c 0` and with
@@ -35,6 +38,8 @@ STORM_N = int(os.environ.get("PEERS_STORM_SESSIONS", "8000"))
 SOURCES = int(os.environ.get("PEERS_STORM_SOURCES", "100"))
 SLOW_START = os.environ.get("PEERS_STORM_SLOW_START", "10s")
 DEADLINE = float(os.environ.get("PEERS_STORM_DEADLINE", "240"))
+# The storm backend's max_logins_in_flight in mailgate's routing file (none by default).
+MAX_LOGINS_IN_FLIGHT = os.environ.get("PEERS_STORM_MAX_LOGINS_IN_FLIGHT", "")
 STORM_DOMAIN = "storm.example.com"
 
 
@@ -69,7 +74,7 @@ shutdown_grace: 1s
     host: 127.0.0.1
     imap_port: {P['fakestorm']}
     forward_client: id
-domains:
+""" + (f"    max_logins_in_flight: {MAX_LOGINS_IN_FLIGHT}\n" if MAX_LOGINS_IN_FLIGHT else "") + f"""domains:
   {STORM_DOMAIN}: storm
 """)
     ng = Path(f"{w}/nginx.conf").read_text()
@@ -194,6 +199,39 @@ async def wait_for(pred, secs, step=0.25):
 FAKES = []  # started fakes, stopped by run_storm whatever happens
 
 
+def listen_overflows():
+    """Machine-wide TcpExtListenOverflows (every listener, every user of the machine), or
+    None without nstat."""
+    try:
+        out = subprocess.run(["nstat", "-asz", "TcpExtListenOverflows"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if line.startswith("TcpExtListenOverflows"):
+            return int(line.split()[1])
+    return None
+
+
+def accept_queue(port):
+    """The current accept-queue length of the IPv4 listener on `port` (/proc/net/tcp shows
+    a listener's queued connections as its rx_queue), or None."""
+    want = f":{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 4 and parts[1].endswith(want) and parts[3] == "0A":
+                    return int(parts[4].split(":")[1], 16)
+    except OSError:
+        pass
+    return None
+
+
+def log_lines(proc):
+    return Path(proc.log.name).read_text(errors="replace").splitlines()
+
+
 def start_fake(bp, w):
     fp = bp.Proc("fakestorm", [str(bp.BIN / "mailgate-fake-backend"), "--imap",
                                f"127.0.0.1:{bp.P['fakestorm']}", "--name", "storm"],
@@ -238,6 +276,8 @@ async def storm_once(bp, w, name, proc, port, admin):
         await asyncio.sleep(3)
     m0 = await scrape(admin) if admin else {}
     cpu0, ct0 = proc.cpu_s(), os.times()
+    ov0 = listen_overflows()
+    n_log0 = len(log_lines(proc)) if admin else 0
     # 3. it recovers, and every client reconnects at once
     fake = start_fake(bp, w)
     t0 = time.monotonic()
@@ -258,15 +298,28 @@ async def storm_once(bp, w, name, proc, port, admin):
                            "refused_slow_start": int(ss), "refused_down": int(dn),
                            "share": round(ok_ / (ok_ + ss), 2) if ok_ + ss else None})
             prev = m
+    queue = {"max": 0, "full_samples": 0, "samples": 0}
+
+    def queue_sampler():  # every 20 ms: how full the fake's accept queue gets (backlog 128)
+        while not stop.wait(0.02):
+            n = accept_queue(bp.P["fakestorm"])
+            if n is not None:
+                queue["samples"] += 1
+                queue["max"] = max(queue["max"], n)
+                queue["full_samples"] += n >= 128
     samp = threading.Thread(target=sampler, daemon=True) if admin else None
+    qsamp = threading.Thread(target=queue_sampler, daemon=True)
+    qsamp.start()
     if samp:
         samp.start()
     done = await asyncio.gather(*(c.until_ok(t0 + DEADLINE, fails) for c in clients))
     await asyncio.sleep(1.5)  # the sampler's last second
     stop.set()
+    qsamp.join(10)
     if samp:
         samp.join(10)
     cpu1, ct1 = proc.cpu_s(), os.times()
+    ov1 = listen_overflows()
     times = [x - t0 for x in done if x]
     m1 = await scrape(admin) if admin else {}
     own = {}
@@ -292,13 +345,19 @@ async def storm_once(bp, w, name, proc, port, admin):
          "client_cpu_s": round((ct1.user + ct1.system) - (ct0.user + ct0.system), 2),
          "client_failures": fails, "own_refusals": own, "backend_refusals": refused,
          "login_results": results,
-         "attempts": len(times) + sum(fails.values())}
+         "attempts": len(times) + sum(fails.values()),
+         "fake_accept_queue": queue,
+         "listen_overflows": ov1 - ov0 if ov0 is not None and ov1 is not None else None}
     if admin:
         r["slow_start"] = SLOW_START
         r["health_changes"] = [l.split("mailgate_health::view: ", 1)[-1].strip()[:160]
                                for l in Path(proc.log.name).read_text(errors="replace").splitlines()
                                if "backend health changed" in l][-6:]
         r["series"] = series
+        # transitions into down after the restart (the storm taking the backend down again)
+        after = log_lines(proc)[n_log0:]
+        r["down_again"] = sum(1 for l in after if "backend health changed" in l
+                              and ('to="down"' in l or "to=down" in l))
     for c in clients:
         if c.writer:
             c.writer.close()
@@ -325,7 +384,9 @@ def run_storm(bp, w, rows):
         bp.log(f"storm {name}: {r['logged_in_again']}/{STORM_N} again in {r['absorb_s']} s, "
                f"proxy CPU {r['cpu_s']} s, client failures {r['client_failures'] or 'none'}, "
                f"mailgate's own refusals {r['own_refusals'] or '-'}, "
-               f"backend refusals {r['backend_refusals'] or '-'}")
+               f"backend refusals {r['backend_refusals'] or '-'}, "
+               f"TcpExtListenOverflows +{r['listen_overflows']}, down again {r.get('down_again', '-')}, "
+               f"fake's accept queue {r['fake_accept_queue']}")
         for s in r.get("series", []):
             bp.log(f"  t={s['t']:>5} s admitted {s['admitted']:>5} refused slow_start "
                    f"{s['refused_slow_start']:>5} down {s['refused_down']:>5} share {s['share']}")
@@ -433,6 +494,12 @@ def table_lines(rows):
             lambda r: f"{r['first_relogin_s']} / {r['p50_relogin_s']}")
         row("login attempts (incl. retries)", lambda r: r["attempts"])
         row("proxy CPU over the storm, s", lambda r: r["cpu_s"])
+        row("TcpExtListenOverflows over the storm (machine-wide)", lambda r: r.get("listen_overflows"))
+        row("fake's accept queue, max / samples at its backlog of 128 (every 20 ms)", lambda r: (
+            f"{r['fake_accept_queue']['max']} / {r['fake_accept_queue']['full_samples']}"
+            if r.get("fake_accept_queue") else None))
+        row("backend taken down again by the storm", lambda r: r.get("down_again")
+            if r["proxy"] == "mailgate" else None)
         row("client CPU (Python) over the storm, s", lambda r: r["client_cpu_s"])
         row("refusals seen by clients", lambda r: ", ".join(
             f"{k}: {v}" for k, v in sorted(r["client_failures"].items())) or "none")

@@ -135,6 +135,9 @@ pub struct HealthConfig {
     /// After coming up, a backend's admission ramps up over this time.
     #[serde(with = "crate::duration")]
     pub slow_start: Duration,
+    /// During slow start, logins in flight to a backend without `max_logins_in_flight` are
+    /// limited to the ramp's share of this (0: no such limit).
+    pub slow_start_logins_in_flight: u32,
     /// Kicks of many sessions are spread over this time.
     #[serde(with = "crate::duration")]
     pub kick_window: Duration,
@@ -150,6 +153,7 @@ impl Default for HealthConfig {
             degraded_latency: Duration::from_secs(1),
             max_auto_down_share: 0.5,
             slow_start: Duration::from_secs(30),
+            slow_start_logins_in_flight: 100,
             kick_window: Duration::from_secs(60),
         }
     }

@@ -264,6 +264,7 @@ fn health_diff(c: &mut Collect, o: &HealthConfig, n: &HealthConfig) {
         degraded_latency,
         max_auto_down_share,
         slow_start,
+        slow_start_logins_in_flight,
         kick_window,
     } = n;
     c.field("health.interval", &o.interval, interval);
@@ -281,6 +282,11 @@ fn health_diff(c: &mut Collect, o: &HealthConfig, n: &HealthConfig) {
         max_auto_down_share,
     );
     c.field("health.slow_start", &o.slow_start, slow_start);
+    c.field(
+        "health.slow_start_logins_in_flight",
+        &o.slow_start_logins_in_flight,
+        slow_start_logins_in_flight,
+    );
     c.field("health.kick_window", &o.kick_window, kick_window);
 }
 

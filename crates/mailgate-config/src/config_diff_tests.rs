@@ -146,3 +146,17 @@ fn every_restart_key_has_a_reason() {
     }
     assert_eq!(restart_reason("limits.idle_timeout"), None);
 }
+
+#[test]
+fn slow_start_logins_in_flight_defaults_to_100_and_reloads() {
+    assert_eq!(parse(BASE).health.slow_start_logins_in_flight, 100);
+    let new = BASE.replace(
+        "interval: 2s",
+        "interval: 2s\n  slow_start_logins_in_flight: 20",
+    );
+    assert_eq!(parse(&new).health.slow_start_logins_in_flight, 20);
+    let d = diff(&new);
+    let keys: Vec<&str> = d.reloadable().collect();
+    assert_eq!(keys, ["health.slow_start_logins_in_flight"]);
+    assert_eq!(d.needs_restart().count(), 0);
+}

@@ -9,7 +9,9 @@
 //!
 //! Checks, in order: known backend, drain (routing file or admin), health (`down` unless the guard
 //! suppresses it), logins in flight, budget (`max_sessions` counts spliced sessions plus
-//! logins in flight), slow-start share.
+//! logins in flight), slow start: the share of attempts, then the ramped limits (logins in
+//! flight: `max_logins_in_flight`, or `slow_start_logins_in_flight` without it; the
+//! `max_sessions` budget), all refused as `slow_start`.
 //!
 //! Fallback: [`HealthView::admit_with_fallback`] tries the primary, then the fallback, and
 //! reports the primary's refusal when both refuse. Callers that need to know which backend
@@ -184,6 +186,21 @@ impl HealthView {
             st.slow_start_seen += 1;
             let quota = (share * st.slow_start_seen as f64).ceil() as u64;
             if st.slow_start_admitted >= quota {
+                return Err(refuse(RefusalReason::SlowStart));
+            }
+            // The ramp also bounds what the backend holds at once (HAProxy ramps a
+            // server's maxconn the same way): logins in flight, and the session budget.
+            let full_in_flight = st
+                .max_logins_in_flight
+                .unwrap_or(st.machine.settings().slow_start_logins_in_flight);
+            let over = |full: u32, n: u32| {
+                full > 0
+                    && st
+                        .machine
+                        .slow_start_cap(now, full)
+                        .is_some_and(|cap| n >= cap)
+            };
+            if over(full_in_flight, in_flight) || st.max_sessions.is_some_and(|m| over(m, used)) {
                 return Err(refuse(RefusalReason::SlowStart));
             }
             st.slow_start_admitted += 1;

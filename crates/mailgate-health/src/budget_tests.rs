@@ -225,6 +225,105 @@ fn slow_start_admits_a_growing_share() {
     assert_eq!(late, 100);
 }
 
+/// `mail1` of a fresh view with `spec`, taken down and back up at `t0`.
+fn recovered(spec: BackendSpec, settings: HealthSettings, t0: Instant) -> HealthView {
+    let v = HealthView::new(settings);
+    v.set_backends([spec, BackendSpec::new("mail2")]);
+    fail(&v, "mail1", 3, t0);
+    succeed(&v, "mail1", 2, t0);
+    v
+}
+
+/// Attempts at `at`, keeping every permit (logins in flight): (admitted, refusals).
+fn storm(v: &HealthView, at: Instant, attempts: usize) -> (Vec<LoginPermit>, Vec<RefusalReason>) {
+    let (mut held, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..attempts {
+        match v.admit_at("mail1", at) {
+            Ok(p) => held.push(p),
+            Err(e) => refused.push(e.reason),
+        }
+    }
+    (held, refused)
+}
+
+#[test]
+fn slow_start_bounds_logins_in_flight_not_only_their_share() {
+    // A storm of 2,000 attempts in one second: the share alone would admit 200 at once.
+    let t0 = Instant::now();
+    let v = recovered(BackendSpec::new("mail1"), HealthSettings::default(), t0);
+    let (held, refused) = storm(&v, t0, 2000);
+    assert_eq!(held.len(), 10, "10 % of slow_start_logins_in_flight (100)");
+    assert!(refused.iter().all(|r| *r == RefusalReason::SlowStart));
+    // Verdicts free slots: the next attempts take them, up to the cap again.
+    let mut held = held;
+    held.truncate(4);
+    let at = t0;
+    let (more, _) = storm(&v, at, 100);
+    assert_eq!(held.len() + more.len(), 10);
+    // Sessions do not count against this cap, only logins waiting for a verdict.
+    let sessions: Vec<SessionGuard> = held
+        .into_iter()
+        .chain(more)
+        .map(|p| p.into_session())
+        .collect();
+    let (again, _) = storm(&v, at, 100);
+    assert_eq!(again.len(), 10);
+    drop(again);
+    // Halfway: 55 % of 100.
+    let (mid, _) = storm(&v, t0 + Duration::from_secs(15), 2000);
+    assert_eq!(mid.len(), 55);
+    drop(mid);
+    // Slow start over: no cap of its own.
+    let (late, _) = storm(&v, t0 + Duration::from_secs(31), 2000);
+    assert_eq!(late.len(), 2000);
+    assert_eq!(
+        v.admit("mail2")
+            .map(|p| p.backend().to_string())
+            .ok()
+            .as_deref(),
+        Some("mail2")
+    );
+    drop(sessions);
+}
+
+#[test]
+fn slow_start_ramps_the_backends_own_limits() {
+    let t0 = Instant::now();
+    // max_logins_in_flight replaces the health-wide default: 10 % of 40.
+    let v = recovered(spec("mail1", None, Some(40)), HealthSettings::default(), t0);
+    assert_eq!(storm(&v, t0, 1000).0.len(), 4);
+    // The max_sessions budget ramps too (HAProxy's slowstart does it to maxconn): 10 % of
+    // 200, counting sessions and logins in flight; the full budget stays `over_budget`.
+    let only_budget = HealthSettings {
+        slow_start_logins_in_flight: 0,
+        ..HealthSettings::default()
+    };
+    let v = recovered(spec("mail1", Some(200), None), only_budget, t0);
+    let into_sessions = |at: Instant| -> Vec<SessionGuard> {
+        let (held, refused) = storm(&v, at, 1000);
+        assert!(refused.iter().all(|r| *r == RefusalReason::SlowStart));
+        held.into_iter().map(|p| p.into_session()).collect()
+    };
+    let mut sessions = into_sessions(t0);
+    assert_eq!(sessions.len(), 20);
+    sessions.extend(into_sessions(t0 + Duration::from_secs(15)));
+    assert_eq!(sessions.len(), 110);
+    let (rest, refused) = storm(&v, t0 + Duration::from_secs(31), 1000);
+    assert_eq!(rest.len() + sessions.len(), 200);
+    assert_eq!(refused.first(), Some(&RefusalReason::OverBudget));
+}
+
+#[test]
+fn slow_start_logins_in_flight_zero_leaves_only_the_share() {
+    let t0 = Instant::now();
+    let settings = HealthSettings {
+        slow_start_logins_in_flight: 0,
+        ..HealthSettings::default()
+    };
+    let v = recovered(BackendSpec::new("mail1"), settings, t0);
+    assert_eq!(storm(&v, t0, 2000).0.len(), 200);
+}
+
 #[test]
 fn fallback_is_used_while_the_primary_refuses() {
     let v = view(&["primary", "replica"]);

@@ -223,6 +223,23 @@ impl BackendHealth {
         floor + (1.0 - floor) * ramp
     }
 
+    /// A limit of `full` ramped by the slow-start share at `now`: `ceil(share × full)`, at
+    /// least 1; `None` when slow start is not running (the full limit applies, if any).
+    pub fn slow_start_cap(&self, now: Instant, full: u32) -> Option<u32> {
+        let share = self.admit_share(now);
+        if share >= 1.0 {
+            return None;
+        }
+        // Less a rounding error's worth, so that 0.55 × 100 is 55, not 56.
+        let cap = (share * f64::from(full) - 1e-9).ceil() as u32;
+        Some(cap.clamp(1, full.max(1)))
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &HealthSettings {
+        &self.settings
+    }
+
     /// The median of the recent latency samples at `now`, with the number of samples, or
     /// `None` with fewer than `latency_min_samples`.
     pub fn windowed_latency(&self, now: Instant) -> Option<(Duration, usize)> {

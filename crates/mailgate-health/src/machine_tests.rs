@@ -114,6 +114,34 @@ fn rise_then_slow_start_ramp() {
 }
 
 #[test]
+fn slow_start_ramps_a_limit_from_at_least_one() {
+    let mut r = Rig::new();
+    assert_eq!(r.m.slow_start_cap(r.now, 100), None, "never down: no ramp");
+    for _ in 0..3 {
+        r.fail(IMAP);
+    }
+    assert_eq!(
+        r.m.slow_start_cap(r.now, 100),
+        None,
+        "down is refused elsewhere"
+    );
+    r.ok(IMAP, ms(5));
+    r.ok(IMAP, ms(5));
+    let at = r.now;
+    let table = [
+        (0, 100, Some(10)),
+        (15, 100, Some(55)),
+        (0, 5, Some(1)),
+        (0, 0, Some(1)),
+    ];
+    for (secs, full, want) in table {
+        let got = r.m.slow_start_cap(at + Duration::from_secs(secs), full);
+        assert_eq!(got, want, "{secs}s of {full}");
+    }
+    assert_eq!(r.m.slow_start_cap(at + Duration::from_secs(30), 100), None);
+}
+
+#[test]
 fn slow_start_zero_disables_the_ramp() {
     let mut r = Rig::with(HealthSettings {
         slow_start: Duration::ZERO,

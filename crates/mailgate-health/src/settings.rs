@@ -50,6 +50,12 @@ pub struct HealthSettings {
     pub slow_start: Duration,
     /// Share of logins admitted at the very start of the slow-start ramp.
     pub slow_start_floor: f64,
+    /// During slow start, a backend without `max_logins_in_flight` has at most the ramp's
+    /// share of this many logins in flight (connect to verdict) at once, so a reconnect
+    /// storm cannot pile more connections into a just-recovered backend's accept queue
+    /// than it works through. A backend with `max_logins_in_flight` ramps that instead.
+    /// Zero: no such limit for backends without `max_logins_in_flight`.
+    pub slow_start_logins_in_flight: u32,
     /// Default window over which a kick spreads its closes.
     pub kick_window: Duration,
     /// A kicked session closes once no bytes moved for this long ...
@@ -74,6 +80,7 @@ impl Default for HealthSettings {
             max_auto_down_share: 0.5,
             slow_start: Duration::from_secs(30),
             slow_start_floor: 0.1,
+            slow_start_logins_in_flight: 100,
             kick_window: Duration::from_secs(60),
             kick_quiet: Duration::from_millis(500),
             kick_max_wait: Duration::from_secs(10),

@@ -16,6 +16,7 @@ pub fn health_settings(h: &HealthConfig) -> HealthSettings {
         degraded_latency: h.degraded_latency,
         max_auto_down_share: h.max_auto_down_share,
         slow_start: h.slow_start,
+        slow_start_logins_in_flight: h.slow_start_logins_in_flight,
         kick_window: h.kick_window,
         ..HealthSettings::default()
     }
