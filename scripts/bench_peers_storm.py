@@ -394,7 +394,7 @@ def run_storm(bp, w, rows):
 
 def start_storm_mailgate(bp, w):
     p = bp.Proc("mailgate-storm", [os.environ.get("PEERS_MAILGATE", str(bp.BIN / "mailgate")),
-                                   "run", "-c", f"{w}/mailgate-storm.yaml"], f"{w}/mailgate-storm.log")
+                                   "run", "-c", f"{w}/mailgate-storm.yaml"], f"{w}/log/mailgate-storm.log")
     bp.wait_port(p, bp.P["mgst_admin"])
     bp.wait_port(p, bp.P["mgst_imap"])
     return p
@@ -442,7 +442,7 @@ def run_scaling(bp, w, rows):
                                           for c in (("0", "scale-1"), ("0,1", "scale-2"))):
             p = bp.Proc("mailgate", ["taskset", "-c", cpus,
                                      os.environ.get("PEERS_MAILGATE", str(bp.BIN / "mailgate")),
-                                     "run", "-c", f"{w}/mailgate.yaml"], f"{w}/mailgate-scale.log")
+                                     "run", "-c", f"{w}/mailgate.yaml"], f"{w}/log/mailgate-scale.log")
             try:
                 bp.wait_port(p, bp.P["mg_admin"])
                 bp.wait_port(p, bp.P["mg_imap"])
