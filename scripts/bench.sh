@@ -173,7 +173,8 @@ start_mailgate() { # returns 1 (with the log shown) if mailgate does not become 
     return 1
 }
 
-load() { "$BIN/mailgate-load" "$@"; }
+# exec: the PID of `load ... &` is the load generator itself, so stop() ends it.
+load() { exec "$BIN/mailgate-load" "$@"; }
 
 # (a) login throughput ----------------------------------------------------------------------
 bench_logins() {

@@ -3,6 +3,8 @@
 //! ends it, it waits for a quiet moment and tells an IMAP client `* BYE [UNAVAILABLE]`
 //! first (only between two responses), so the client reconnects instead of guessing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use mailgate_proto::Protocol;
@@ -32,9 +34,10 @@ enum Ended {
 }
 
 impl Session<'_> {
-    pub(super) async fn splice(&mut self, s: Spliced) -> Outcome {
-        let ctx = self.ctx;
-        let protocol = self.kind.protocol();
+    /// Start the spliced phase: the splice is built here, what the login left over (the
+    /// backend's verdict and capabilities) is dropped, and the phase runs as a boxed
+    /// future of its own sized for what an idle session holds (`spliced_phase_stays_small`).
+    pub(super) fn splice(&mut self, s: Spliced) -> Pin<Box<impl Future<Output = Outcome> + '_>> {
         let limits = &self.rt.limits;
         let Spliced {
             client,
@@ -43,27 +46,47 @@ impl Session<'_> {
             to_backend,
             slot,
         } = s;
-        let mut splice = Splice::new(
-            client,
-            logged_in.conn,
-            to_backend,
-            to_client,
-            limits.idle_timeout,
-        )
-        .with_activity(slot.activity())
-        .with_write_stall(limits.splice_write_stall);
-        if protocol == Protocol::Imap {
+        let LoggedIn { conn: backend, .. } = logged_in;
+        let mut splice = Splice::new(client, backend, to_backend, to_client, limits.idle_timeout)
+            .with_activity(slot.activity())
+            .with_write_stall(limits.splice_write_stall);
+        if self.kind.protocol() == Protocol::Imap {
             splice = splice.with_imap_boundary();
         }
         // bytes_total grows while the session runs (in batches, and the rest at the end).
         if let Some(backend) = &self.summary.backend {
-            splice = splice.with_byte_sink(ctx.metrics().byte_counters(backend));
+            splice = splice.with_byte_sink(self.ctx.metrics().byte_counters(backend));
         }
+        Box::pin(self.spliced(splice, slot))
+    }
+
+    /// The phase itself. The splice and the slot are the future's own (an `async fn` would
+    /// keep a second copy of its arguments); waiting and closing are futures of their own,
+    /// the closing one boxed: an idle session holds only the wait.
+    fn spliced(
+        &mut self,
+        mut splice: Splice,
+        slot: SessionSlot,
+    ) -> impl Future<Output = Outcome> + '_ {
+        async move {
+            let ended = self.until_ended(&mut splice, &slot).await;
+            let outcome = Box::pin(self.close(&mut splice, ended)).await;
+            self.summary.bytes_up = splice.bytes_up();
+            self.summary.bytes_down = splice.bytes_down();
+            drop(splice);
+            drop(slot);
+            outcome
+        }
+    }
+
+    /// Splice until either side ends the session, a kick, or the end of the shutdown grace
+    /// (spread over the close window).
+    async fn until_ended(&mut self, splice: &mut Splice, slot: &SessionSlot) -> Ended {
+        let ctx = self.ctx;
         // Where in the close window this session ends after the shutdown grace.
-        let window = self.rt.shutdown_close_window;
-        let spread = window.mul_f64(fastrand::f64());
-        let ended = tokio::select! {
-            end = &mut splice => Ended::ByItself(end),
+        let spread = self.rt.shutdown_close_window.mul_f64(fastrand::f64());
+        tokio::select! {
+            end = splice => Ended::ByItself(end),
             _ = async {
                 ctx.lifecycle().forced().await;
                 tokio::time::sleep(spread).await;
@@ -73,10 +96,18 @@ impl Session<'_> {
                 ctx.metrics().kicked();
                 Ended::Ours(SplicedEnd::Kicked)
             }
-        };
+        }
+    }
+
+    /// How the session ends: an IMAP client that mailgate closes on gets `* BYE` at a
+    /// quiet moment first.
+    async fn close(&mut self, splice: &mut Splice, ended: Ended) -> Outcome {
+        let ctx = self.ctx;
+        let protocol = self.kind.protocol();
+        let limits = &self.rt.limits;
         let bye = |why| (protocol == Protocol::Imap).then(|| spliced_bye(why));
         let write_limit = limits.backend_write_timeout;
-        let outcome = match ended {
+        match ended {
             Ended::ByItself(SpliceEnd::BackendClosed) => Outcome::BackendClosed,
             Ended::ByItself(SpliceEnd::ClientClosed) => Outcome::Spliced,
             Ended::ByItself(SpliceEnd::Error(_)) => Outcome::SpliceError,
@@ -105,11 +136,38 @@ impl Session<'_> {
                 splice.goodbye(bye(SplicedEnd::Kicked), write_limit).await;
                 Outcome::Kicked
             }
-        };
-        self.summary.bytes_up = splice.bytes_up();
-        self.summary.bytes_down = splice.bytes_down();
-        drop(splice);
-        drop(slot);
-        outcome
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output_size<A, B, C, R, F: FnOnce(A, B, C) -> R>(_: &F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// An idle spliced session holds this phase's future (boxed, beside the session's own
+    /// small one) for hours: the splice, the slot and the wait, nothing of the login and
+    /// nothing of the closing (docs/performance.md, "Idle sessions").
+    #[test]
+    fn spliced_phase_stays_small() {
+        let phase = output_size(&|s: &'static mut Session<'static>,
+                                  splice: Splice,
+                                  slot: SessionSlot| {
+            s.spliced(splice, slot)
+        });
+        let held = std::mem::size_of::<Splice>() + std::mem::size_of::<SessionSlot>();
+        let wait = output_size(&|s: &'static mut Session<'static>,
+                                 splice: &'static mut Splice,
+                                 slot: &'static SessionSlot| {
+            s.until_ended(splice, slot)
+        });
+        assert!(
+            phase <= held + wait + 64,
+            "spliced phase is {phase} bytes: more than the splice and slot ({held}) and the wait ({wait})"
+        );
+        assert!(phase <= 1280, "spliced phase grew to {phase} bytes");
     }
 }
