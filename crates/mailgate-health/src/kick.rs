@@ -362,40 +362,58 @@ impl KickHandle {
     /// Resolves when the session should close now: after a kick's scheduled time, once
     /// `activity` saw no bytes for `quiet`, or at the latest `max_wait` later. Cancel-safe
     /// (dropping and re-creating the future restarts the quiet wait only).
+    ///
+    /// Every spliced session holds this future for its whole life, so until a kick is
+    /// requested it holds only the channel's wait; the timers of a kick in progress are
+    /// boxed once one is.
     pub async fn close_signal(&self, activity: &Activity) -> KickRequest {
         let mut rx = self.rx.clone();
-        let request = loop {
-            let current = *rx.borrow_and_update();
-            match current {
-                None => {
-                    if rx.changed().await.is_err() {
-                        std::future::pending::<()>().await;
+        while rx.borrow_and_update().is_none() {
+            if rx.changed().await.is_err() {
+                // The registry owns the sender for as long as this handle exists.
+                std::future::pending::<()>().await;
+            }
+        }
+        Box::pin(close_when_due(rx, activity)).await
+    }
+}
+
+/// [`KickHandle::close_signal`] once a kick is pending.
+async fn close_when_due(
+    mut rx: watch::Receiver<Option<KickRequest>>,
+    activity: &Activity,
+) -> KickRequest {
+    let request = loop {
+        let current = *rx.borrow_and_update();
+        match current {
+            None => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            // Wait for the scheduled time; an earlier kick arriving meanwhile wins.
+            Some(r) => tokio::select! {
+                _ = tokio::time::sleep_until(r.at) => break r,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(r.at).await;
+                        break r;
                     }
                 }
-                // Wait for the scheduled time; an earlier kick arriving meanwhile wins.
-                Some(r) => tokio::select! {
-                    _ = tokio::time::sleep_until(r.at) => break r,
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            tokio::time::sleep_until(r.at).await;
-                            break r;
-                        }
-                    }
-                },
-            }
-        };
-        let deadline = request.at + request.max_wait;
-        let quiet = request.quiet.max(Duration::from_millis(1));
-        loop {
-            let mark = activity.mark();
-            let now = Instant::now();
-            if now >= deadline {
-                return request;
-            }
-            tokio::time::sleep_until(deadline.min(now + quiet)).await;
-            if activity.mark() == mark && Instant::now() < deadline {
-                return request;
-            }
+            },
+        }
+    };
+    let deadline = request.at + request.max_wait;
+    let quiet = request.quiet.max(Duration::from_millis(1));
+    loop {
+        let mark = activity.mark();
+        let now = Instant::now();
+        if now >= deadline {
+            return request;
+        }
+        tokio::time::sleep_until(deadline.min(now + quiet)).await;
+        if activity.mark() == mark && Instant::now() < deadline {
+            return request;
         }
     }
 }

@@ -212,3 +212,24 @@ async fn for_each_sees_every_registered_session_once() {
     ids.dedup();
     assert_eq!(ids.len(), 5, "dropped handles are gone");
 }
+
+/// Every spliced session holds a `close_signal` future for its whole life: until a kick is
+/// requested it holds only the channel's wait, not the timers of a kick in progress.
+#[test]
+fn the_close_signal_of_an_idle_session_stays_small() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _enter = rt.enter();
+    let r = registry();
+    let h = r.register("mail1", "example.com", "a@example.com");
+    let activity = Activity::new();
+    let idle = std::mem::size_of_val(&h.close_signal(&activity));
+    let in_progress = std::mem::size_of_val(&close_when_due(h.rx.clone(), &activity));
+    // 168 bytes here in a debug build; 408 when the kick's timers were part of it.
+    assert!(
+        idle <= 192 && idle < in_progress,
+        "close_signal is {idle} bytes (the kick in progress: {in_progress})"
+    );
+}
