@@ -186,7 +186,7 @@ fn mutate(text: &str, edits: &[(u16, u8, char)]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     /// A file written in the grammar is taken by the fast path, and agrees.
     #[test]
