@@ -220,25 +220,33 @@ impl RoutingTable {
                 });
             }
         };
-        for k in self.domains.keys() {
-            push(
-                &mut d.domains,
-                k,
-                self.domain_target(k),
-                newer.domain_target(k),
-            );
+        // One probe per key for the million-domain case: an old key's own entry is its old
+        // route, and when every key of `newer` was found among the old ones, `newer` has no
+        // key of its own to visit.
+        let mut in_both = 0usize;
+        for (k, e) in &self.domains {
+            let new = match newer.domains.get(k) {
+                Some(n) => {
+                    in_both += 1;
+                    Some(newer.name_of(n.backend))
+                }
+                None => newer.wildcard_or_default(k).map(|(i, _)| newer.name_of(i)),
+            };
+            push(&mut d.domains, k, Some(self.name_of(e.backend)), new);
         }
-        for k in newer
-            .domains
-            .keys()
-            .filter(|k| !self.domains.contains_key(*k))
-        {
-            push(
-                &mut d.domains,
-                k,
-                self.domain_target(k),
-                newer.domain_target(k),
-            );
+        if in_both < newer.domains.len() {
+            for k in newer
+                .domains
+                .keys()
+                .filter(|k| !self.domains.contains_key(*k))
+            {
+                push(
+                    &mut d.domains,
+                    k,
+                    self.domain_target(k),
+                    newer.domain_target(k),
+                );
+            }
         }
         let wild = |t: &RoutingTable| {
             t.wildcards

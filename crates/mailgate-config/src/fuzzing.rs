@@ -1,5 +1,10 @@
-//! Body of the `routing` fuzz target (crates/mailgate/fuzz), shared with the corpus
-//! replay test (`tests/fuzz_corpus.rs`). Not an API: it panics when an oracle fails.
+//! Bodies of the `routing` and `routing_fast` fuzz targets (crates/mailgate/fuzz), shared
+//! with the corpus replay test (`tests/fuzz_corpus.rs`) and, for the fast path, the
+//! differential property test (`tests/fast_domains.rs`). Not an API: they panic when an
+//! oracle fails.
+//!
+//! `routing_fast`'s oracle: wherever the `domains:` fast path takes a file, its result
+//! (table, warnings or every error) equals the full parser's.
 //!
 //! Oracles: parsing any routing file and normalising any name never panics; domain,
 //! wildcard and login normalisation are idempotent (a normalised name normalises to
@@ -194,6 +199,72 @@ pub fn routing(data: &[u8]) {
         return;
     };
     check_table(&loaded.table);
+}
+
+/// Parse `text` through the `domains:` fast path and through the full parser alone; panic
+/// if the fast path took the file and the two differ (table, warnings or errors). Returns
+/// whether the fast path took it. Used by the differential property test and the
+/// `routing_fast` fuzz target.
+pub fn fast_path_agrees(text: &str) -> bool {
+    let path = Path::new("/nonexistent/routing.yaml");
+    let Some(fast) = crate::load::parse_fast(text, path) else {
+        return false;
+    };
+    let full = crate::load::parse_full(text, path);
+    match (fast, full) {
+        (Ok(a), Ok(b)) => {
+            assert_same_table(&a.table, &b.table);
+            assert_eq!(a.warnings, b.warnings, "fast path: other warnings");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "fast path: other errors"),
+        (Ok(_), Err(e)) => panic!("fast path accepted a file the full parser refuses: {e}"),
+        (Err(e), Ok(_)) => panic!("fast path refused a file the full parser accepts: {e}"),
+    }
+    true
+}
+
+fn assert_same_table(a: &RoutingTable, b: &RoutingTable) {
+    assert_eq!(a.backends, b.backends, "fast path: other backends");
+    assert_eq!(a.by_name, b.by_name, "fast path: other backend names");
+    assert_eq!(a.domains, b.domains, "fast path: other domains");
+    assert_eq!(a.wildcards, b.wildcards, "fast path: other wildcards");
+    assert_eq!(a.users, b.users, "fast path: other users");
+    assert_eq!(
+        a.user_only_domains, b.user_only_domains,
+        "fast path: other user domains"
+    );
+    assert_eq!(a.default, b.default, "fast path: other default");
+    assert_eq!(
+        a.default_domain, b.default_domain,
+        "fast path: other default_domain"
+    );
+    assert_eq!(
+        a.master_user_separator, b.master_user_separator,
+        "fast path: other master_user_separator"
+    );
+    assert_eq!(a.version, b.version, "fast path: other version");
+    assert_eq!(a.source, b.source, "fast path: other source");
+}
+
+/// The `routing_fast` fuzz target: byte 0 bit 0 puts a fixed `backends:` section in front
+/// of the input (else the input is the whole file), bit 1 a `domains:` header right before
+/// the input, so that mutations land in the block the fast path reads.
+pub fn routing_fast(data: &[u8]) {
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let mut text = String::new();
+    if control & 1 != 0 {
+        text.push_str(
+            "backends:\n  mail1:\n    host: 127.0.0.1\n    imap_port: 143\n  \
+             mail2: {host: 127.0.0.2, pop3_port: 110}\n",
+        );
+    }
+    if control & 2 != 0 {
+        text.push_str("domains:\n");
+    }
+    text.push_str(&String::from_utf8_lossy(input));
+    fast_path_agrees(&text);
 }
 
 #[cfg(test)]

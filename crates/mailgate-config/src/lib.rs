@@ -15,8 +15,10 @@ pub mod config_diff;
 mod diag;
 mod diff;
 mod duration;
+mod fast_domains;
 #[doc(hidden)]
 pub mod fuzzing;
+mod load;
 mod lookup;
 pub mod normalize;
 mod reload_guard;

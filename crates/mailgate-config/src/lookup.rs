@@ -170,7 +170,7 @@ impl RoutingTable {
         self.wildcard_or_default(domain)
     }
 
-    fn wildcard_or_default(&self, domain: &str) -> Option<(u32, RouteRule)> {
+    pub(crate) fn wildcard_or_default(&self, domain: &str) -> Option<(u32, RouteRule)> {
         if !self.wildcards.is_empty() {
             // Suffixes from the longest to the shortest: the first hit is the longest match.
             for (i, b) in domain.bytes().enumerate() {

@@ -29,6 +29,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lined<T> {
     }
 }
 
+impl<T: Default> Default for Lined<T> {
+    /// An absent key: line 0.
+    fn default() -> Self {
+        Lined {
+            value: T::default(),
+            line: 0,
+        }
+    }
+}
+
 /// A YAML mapping kept as written: every entry in order, duplicates included.
 #[derive(Debug, Clone)]
 pub(crate) struct Entries<V>(pub Vec<(Lined<String>, V)>);
@@ -84,7 +94,7 @@ thread_local! {
     static INTERNER: RefCell<Option<HashSet<Arc<str>>>> = const { RefCell::new(None) };
 }
 
-fn intern(name: &str) -> Arc<str> {
+pub(crate) fn intern(name: &str) -> Arc<str> {
     INTERNER.with(|i| match i.borrow_mut().as_mut() {
         Some(set) => match set.get(name) {
             Some(a) => Arc::clone(a),
@@ -134,8 +144,10 @@ impl<'de> Deserialize<'de> for Target {
 pub(crate) struct RoutingFile {
     #[serde(default)]
     pub backends: Entries<BackendSpec>,
+    /// With the line of the mapping (0 when absent): the fast path (`fast_domains.rs`)
+    /// checks that the `domains` key it split off is the one the parser saw.
     #[serde(default)]
-    pub domains: Entries<Target>,
+    pub domains: Lined<Entries<Target>>,
     #[serde(default)]
     pub users: Entries<Target>,
     #[serde(default)]

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::diag::{self, ConfigErrors, Diagnostic};
+use crate::diag::{ConfigErrors, Diagnostic};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
 use crate::table::{
     Backend, BackendTls, Entry, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe,
-    RoutingTable, fnv1a,
+    RoutingTable,
 };
 use mailgate_proto::Secret;
 
@@ -134,9 +134,9 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
     };
 
     // Domains and wildcards.
-    let mut domains: HashMap<Box<str>, Entry> = HashMap::with_capacity(file.domains.0.len());
+    let mut domains: HashMap<Box<str>, Entry> = HashMap::with_capacity(file.domains.value.0.len());
     let mut wildcards: HashMap<Box<str>, (Entry, Arc<str>)> = HashMap::new();
-    for (dom, target) in file.domains.0 {
+    for (dom, target) in file.domains.value.0 {
         let key = || format!("domains.{}", dom.value);
         let b = resolve_ref(&mut cx, &target, dom.line, &key);
         let entry = Entry {
@@ -444,35 +444,4 @@ fn probe(cx: &mut Ctx<'_>, key: &str, spec: &ProbeSpec) -> Option<Probe> {
         user: spec.user.clone(),
         password: Secret::new(password),
     })
-}
-
-impl RoutingTable {
-    /// Read, parse and validate a routing file. Every problem is reported at once (schema
-    /// errors — unknown keys, wrong types, YAML syntax — stop at the first).
-    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-        let text = diag::read_file(path)?;
-        Self::parse(&text, path)
-    }
-
-    /// Parse and validate routing YAML as if read from `path` (relative `password_file`s and
-    /// `tls_ca_file`s resolve against its directory).
-    pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
-        if text.trim().is_empty() {
-            return Err(ConfigErrors::single(Diagnostic::new(
-                path,
-                None,
-                "",
-                "file is empty (a truncated write?)",
-            )));
-        }
-        // YAML merge keys (`<<: *anchor`) are refused: expanding them makes the parser
-        // remember every key of every mapping (a million domains: +120 MB peak, +20 % CPU),
-        // and no routing file needs them.
-        let mut options = diag::yaml_options();
-        options.merge_keys = serde_saphyr::MergeKeyPolicy::Error;
-        let file: RoutingFile =
-            crate::schema::with_interner(|| serde_saphyr::from_str_with_options(text, options))
-                .map_err(|e| ConfigErrors::single(diag::from_yaml_error(path, text, &e)))?;
-        build(file, path, fnv1a(text.as_bytes()))
-    }
 }

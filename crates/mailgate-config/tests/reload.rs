@@ -20,6 +20,50 @@ fn mv(key: &str, old: &str, new: &str) -> Move {
     }
 }
 
+/// The diff's paths without new keys (every key of the newer table is an old one) and with
+/// them give the same moves as looking every key up in both tables.
+#[test]
+fn diff_with_and_without_new_domains() {
+    let d = Dir::new();
+    let t = |text: &str| d.load(text).expect("valid").table;
+    let head = "backends:\n  m1: {host: h1, imap_port: 143}\n  m2: {host: h2, imap_port: 143}\n";
+    let old = t(&format!(
+        "{head}domains:\n  a.test: m1\n  b.test: m2\n  c.test: m1\n  \"*.w.test\": m2\ndefault: m1\n"
+    ));
+    // Moved, removed (falls to the default: no move), removed (falls to the wildcard), none new.
+    let fewer = t(&format!(
+        "{head}domains:\n  a.test: m2\n  \"*.w.test\": m2\n  \"*.test\": m2\ndefault: m1\n"
+    ));
+    let diff = old.diff(&fewer);
+    assert_eq!(
+        diff.domains,
+        vec![
+            Move {
+                key: "*.test".into(),
+                old: Some("m1".into()),
+                new: Some("m2".into())
+            },
+            mv("a.test", "m1", "m2"),
+            mv("c.test", "m1", "m2"),
+        ]
+    );
+    // The other way round every key is new or moved back.
+    let back = fewer.diff(&old);
+    assert_eq!(
+        back.domains,
+        vec![
+            Move {
+                key: "*.test".into(),
+                old: Some("m2".into()),
+                new: Some("m1".into())
+            },
+            mv("a.test", "m2", "m1"),
+            mv("c.test", "m2", "m1"),
+        ]
+    );
+    assert!(old.diff(&old).is_empty());
+}
+
 #[test]
 fn valid_swap_reports_diff_and_invalid_changes_nothing() {
     let d = Dir::new();
