@@ -46,7 +46,8 @@ pub struct Deadlines {
     pub greeting: Duration,
     /// Each write.
     pub write: Duration,
-    /// Each wait for an answer after the greeting, the verdict included.
+    /// Each wait for an answer after the greeting, the verdict included: from a write to
+    /// the answers of everything it carried (pipelined commands share one wait).
     pub answer: Duration,
 }
 
