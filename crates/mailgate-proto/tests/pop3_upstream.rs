@@ -82,11 +82,16 @@ fn user_pass_accepted_with_remaining() {
         ),
         Ok(vec![send("CAPA\r\n")])
     );
+    // Dovecot lists PIPELINING: PASS goes with USER.
     assert_eq!(
         run(&mut u, DOVECOT_CAPA),
-        Ok(vec![CredentialsNext, send("USER alice@example.com\r\n")])
+        Ok(vec![
+            CredentialsNext,
+            send("USER alice@example.com\r\n"),
+            send("PASS s p\r\n")
+        ])
     );
-    assert_eq!(run(&mut u, b"+OK\r\n"), Ok(vec![send("PASS s p\r\n")]));
+    assert_eq!(run(&mut u, b"+OK\r\n"), Ok(vec![]));
     assert_eq!(
         run(&mut u, b"+OK Logged in.\r\n+OK 0 messages\r\n"),
         Ok(vec![verdict(true, "+OK Logged in.")])
@@ -281,7 +286,11 @@ fn stls_then_capa_again() {
     assert_eq!(run(&mut u, b""), Ok(vec![send("CAPA\r\n")]));
     assert_eq!(
         run(&mut u, DOVECOT_CAPA),
-        Ok(vec![CredentialsNext, send("USER u\r\n")])
+        Ok(vec![
+            CredentialsNext,
+            send("USER u\r\n"),
+            send("PASS p\r\n")
+        ])
     );
 }
 
@@ -314,16 +323,29 @@ const XCLIENT: &str = "XCLIENT ADDR=2001:db8::44 PORT=50123 DESTADDR=192.0.2.1 D
 fn xclient_from_greeting_code() {
     let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
     run(&mut u, b"+OK [XCLIENT] Dovecot (Debian) ready.\r\n").ok();
-    assert_eq!(run(&mut u, DOVECOT_CAPA), Ok(vec![send(XCLIENT)]));
+    // PIPELINING: the login goes along with XCLIENT.
     assert_eq!(
-        run(&mut u, b"+OK Updated\r\n"),
-        Ok(vec![CredentialsNext, send("USER u\r\n")])
+        run(&mut u, DOVECOT_CAPA),
+        Ok(vec![
+            send(XCLIENT),
+            CredentialsNext,
+            send("USER u\r\n"),
+            send("PASS p\r\n")
+        ])
     );
+    assert_eq!(run(&mut u, b"+OK Updated\r\n"), Ok(vec![]));
     assert!(u.forwarded());
     // Not offered: no XCLIENT.
     let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
     let got = run(&mut u, b"+OK Dovecot ready.\r\n").and_then(|_| run(&mut u, DOVECOT_CAPA));
-    assert_eq!(got, Ok(vec![CredentialsNext, send("USER u\r\n")]));
+    assert_eq!(
+        got,
+        Ok(vec![
+            CredentialsNext,
+            send("USER u\r\n"),
+            send("PASS p\r\n")
+        ])
+    );
     // Refused XCLIENT: login goes on.
     let mut u = Pop3Upstream::new(cfg(false, true), pw(None, "u", "p"));
     let got = run(

@@ -15,6 +15,8 @@ pub(crate) struct Script {
     pub(crate) forwarding: bool,
     /// STARTTLS / STLS towards the backend.
     pub(crate) starttls: bool,
+    /// POP3: `PIPELINING` in CAPA (the relay then queues XCLIENT, USER and PASS at once).
+    pub(crate) pipelining: bool,
 }
 
 impl Script {
@@ -25,6 +27,7 @@ impl Script {
             caps_in_greeting: b & 0x04 != 0,
             forwarding: b & 0x08 != 0,
             starttls: b & 0x10 != 0,
+            pipelining: b & 0x20 != 0,
         }
     }
 }

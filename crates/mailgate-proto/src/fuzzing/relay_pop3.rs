@@ -67,6 +67,9 @@ impl<'a> Pop3Backend<'a> {
                     if self.script.starttls && !self.tls {
                         out.extend_from_slice(b"STLS\r\n");
                     }
+                    if self.script.pipelining {
+                        out.extend_from_slice(b"PIPELINING\r\n");
+                    }
                     out.extend_from_slice(b".\r\n");
                 }
                 (b"STLS", None) => {

@@ -6,6 +6,12 @@
 //! Commands use mailgate's own tags `mg1`, `mg2`, ...; the client's tag is put back by
 //! the front engine. The login is encoded from the parsed credentials (`encode`), never
 //! copied from client bytes.
+//!
+//! ID and the login are pipelined (RFC 3501 §5.5, RFC 9051 §5.5): both are queued at
+//! once, so a driver writes them together, and the two tagged replies are read in order —
+//! ID's first, whatever its status (a backend that dislikes our ID still judges the
+//! login), then the login's. Nothing is pipelined before the greeting was judged or
+//! before STARTTLS completed: the capabilities that choose the commands come first.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -45,7 +51,8 @@ pub struct ImapUpstream {
     phase: Phase,
     caps: Option<BackendCaps>,
     tls_done: bool,
-    id_sent: bool,
+    /// The tag of the ID sent ahead of the login, until its tagged reply arrived.
+    id_tag: Option<Vec<u8>>,
     tag_counter: u32,
     tag: Vec<u8>,
     /// Login segments still to send, each after a `+` continuation.
@@ -68,7 +75,7 @@ impl fmt::Debug for ImapUpstream {
             .field("phase", &self.phase)
             .field("caps", &self.caps)
             .field("tls_done", &self.tls_done)
-            .field("id_sent", &self.id_sent)
+            .field("id_pending", &self.id_tag.is_some())
             // mailgate's own tag (`mg1`, ...).
             .field("tag", &Clipped(&String::from_utf8_lossy(&self.tag), 16))
             .field("pending", &pending)
@@ -91,7 +98,7 @@ impl ImapUpstream {
             phase: Phase::Greeting,
             caps: None,
             tls_done: false,
-            id_sent: false,
+            id_tag: None,
             tag_counter: 0,
             tag: Vec::new(),
             pending: VecDeque::new(),
@@ -199,6 +206,15 @@ impl ImapUpstream {
                 }
             }
             Response::Tagged { tag, status, line } => {
+                if self.phase == Phase::Id {
+                    // ID's reply comes before the login's; its status does not matter.
+                    if self.id_tag.as_ref() != Some(&tag) {
+                        return Err(UpstreamError::Malformed);
+                    }
+                    self.id_tag = None;
+                    self.phase = Phase::Login;
+                    return Ok(());
+                }
                 if tag != self.tag {
                     return Err(UpstreamError::Malformed);
                 }
@@ -249,8 +265,6 @@ impl ImapUpstream {
                 Ok(())
             }
             (Phase::StartTls, _) => Err(UpstreamError::StartTlsRefused),
-            // A backend that dislikes our ID still gets the login.
-            (Phase::Id, _) => self.start_login(),
             (Phase::Login, status) => {
                 let reply = BackendReply {
                     untagged: std::mem::take(&mut self.untagged),
@@ -271,7 +285,10 @@ impl ImapUpstream {
                 self.phase = Phase::Done;
                 Ok(())
             }
-            (Phase::Greeting | Phase::TlsPending | Phase::Done, _) => Err(UpstreamError::Malformed),
+            // `Id` is answered in `on_response`.
+            (Phase::Greeting | Phase::Id | Phase::TlsPending | Phase::Done, _) => {
+                Err(UpstreamError::Malformed)
+            }
         }
     }
 
@@ -305,29 +322,27 @@ impl ImapUpstream {
             self.phase = Phase::StartTls;
             return Ok(());
         }
-        if let Some(forward) = &self.config.forward
-            && !self.id_sent
-            && caps.has("ID")
-        {
-            let id = encode::id_command(forward);
-            self.id_sent = true;
-            self.command(&id);
-            self.phase = Phase::Id;
-            return Ok(());
-        }
-        self.start_login()
-    }
-
-    fn start_login(&mut self) -> Result<(), UpstreamError> {
-        let caps = self.caps.clone().unwrap_or_default();
         // A SASL mechanism the backend lists no `AUTH=` for would only earn the backend's
-        // error: mailgate answers for it, without sending the credentials.
+        // error: mailgate answers for it, sending neither ID nor the credentials.
         if lacks_mechanism(&caps.public(), &self.login) {
             let refusal = mechanism_refusal(IMAP_MECHANISM_UNSUPPORTED);
             self.out.push_back(UpstreamAction::Done(refusal));
             self.phase = Phase::Done;
             return Ok(());
         }
+        if let Some(forward) = &self.config.forward
+            && caps.has("ID")
+        {
+            let id = encode::id_command(forward);
+            self.command(&id);
+            self.id_tag = Some(self.tag.clone());
+        }
+        self.start_login(&caps);
+        Ok(())
+    }
+
+    /// Queue the login (its first segment) behind whatever is queued, ID included.
+    fn start_login(&mut self, caps: &BackendCaps) {
         self.next_tag();
         let mut segments = encode::login(&self.tag, &self.login, caps.has("SASL-IR"));
         self.out.push_back(UpstreamAction::CredentialsNext);
@@ -335,7 +350,10 @@ impl ImapUpstream {
             self.out.push_back(UpstreamAction::Send(segments.remove(0)));
         }
         self.pending = segments.into();
-        self.phase = Phase::Login;
-        Ok(())
+        self.phase = if self.id_tag.is_some() {
+            Phase::Id
+        } else {
+            Phase::Login
+        };
     }
 }

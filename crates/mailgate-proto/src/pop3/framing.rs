@@ -4,6 +4,9 @@
 //! servers and clients do. The caller decides the limit per line; this module only says
 //! "here is a line", "need more bytes" or "the line is longer than the limit".
 
+/// Longest command mailgate sends to a POP3 backend, CRLF included (RFC 2449 §4).
+pub(crate) const MAX_COMMAND: usize = 255;
+
 /// Outcome of looking for one line at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framed {

@@ -6,6 +6,7 @@ mod replies;
 mod response;
 mod sasl_step;
 mod upstream;
+mod xclient;
 
 pub use front::Pop3Front;
 pub use upstream::Pop3Upstream;

@@ -66,6 +66,8 @@ pub(crate) struct BackendCaps {
     pub(crate) sasl_plain: bool,
     /// `XCLIENT` listed in CAPA.
     pub(crate) xclient: bool,
+    /// `PIPELINING` listed (RFC 2449 §6.6): commands may be sent without waiting.
+    pub(crate) pipelining: bool,
     /// The whole list, as the server records it.
     pub(crate) list: crate::capability::Capabilities,
 }
@@ -83,6 +85,8 @@ impl BackendCaps {
             self.stls = true;
         } else if is(b"XCLIENT") {
             self.xclient = true;
+        } else if is(b"PIPELINING") {
+            self.pipelining = true;
         } else if is(b"SASL") {
             self.sasl_plain |= words.any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
         }
@@ -128,5 +132,8 @@ mod tests {
             caps.add_line(l);
         }
         assert!(caps.user && caps.stls && caps.sasl_plain && caps.xclient);
+        assert!(!caps.pipelining);
+        caps.add_line(b"pipelining");
+        assert!(caps.pipelining);
     }
 }

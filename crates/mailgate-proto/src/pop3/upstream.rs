@@ -6,24 +6,28 @@
 //! `CredentialsNext` → `USER`/`PASS` or `AUTH PLAIN` or `AUTH XOAUTH2`/`OAUTHBEARER` →
 //! `+OK` (accepted) / `-ERR` (rejected). The backend may be hostile: every line is
 //! bounded by `upstream_max_line`, a CAPA list by `upstream_max_untagged` lines.
+//!
+//! A backend whose CAPA lists `PIPELINING` (RFC 2449 §6.6; Dovecot and Cyrus do) gets
+//! XCLIENT, USER and PASS (or XCLIENT and AUTH) queued at once, so a driver writes them
+//! together; the replies are read in order and judged as if each had been awaited. CAPA
+//! itself is awaited (it says whether the backend pipelines, and which login it takes),
+//! and so is STLS and the CAPA after it: no credentials before TLS is up.
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::framing::{Framed, frame, take_line};
+use super::framing::{Framed, MAX_COMMAND, frame, take_line};
 use super::response::{BackendCaps, Status, resp_code, status};
+use super::xclient::xclient_command;
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::capability::{
     Capabilities, POP3_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal,
 };
 use crate::config::UpstreamConfig;
-use crate::login::{Credentials, ForwardInfo, LoginRequest, OAuthMechanism};
+use crate::login::{Credentials, LoginRequest, OAuthMechanism};
 use crate::sasl;
 use crate::secret::Secret;
 use crate::verdict::{Refusal, pop3_refusal};
-
-/// Longest command mailgate sends to a POP3 backend, CRLF included (RFC 2449 §4).
-const MAX_COMMAND: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -59,6 +63,10 @@ pub struct Pop3Upstream {
     forwarded: bool,
     credentials_announced: bool,
     capa_answered: bool,
+    /// The login pipelined behind XCLIENT: the state to enter at XCLIENT's reply.
+    after_xclient: Option<State>,
+    /// PASS was pipelined behind USER.
+    pass_sent: bool,
     queue: VecDeque<UpstreamAction>,
     failed: Option<UpstreamError>,
 }
@@ -75,6 +83,8 @@ impl fmt::Debug for Pop3Upstream {
             .field("caps", &self.caps)
             .field("tls_done", &self.tls_done)
             .field("forwarded", &self.forwarded)
+            .field("login_behind_xclient", &self.after_xclient.is_some())
+            .field("pass_sent", &self.pass_sent)
             .field("queued", &self.queue)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
@@ -96,6 +106,8 @@ impl Pop3Upstream {
             forwarded: false,
             credentials_announced: false,
             capa_answered: false,
+            after_xclient: None,
+            pass_sent: false,
             queue: VecDeque::new(),
             failed: None,
         }
@@ -247,12 +259,16 @@ impl Pop3Upstream {
             (State::StlsReply, Status::Err(_)) => Err(UpstreamError::StartTlsRefused),
             (State::XclientReply, Status::Ok(_)) => {
                 self.forwarded = true;
-                self.start_login();
+                self.login_after_xclient();
                 Ok(())
             }
             // Forwarding is best effort: a refused XCLIENT does not block the login.
             (State::XclientReply, Status::Err(_)) => {
-                self.start_login();
+                self.login_after_xclient();
+                Ok(())
+            }
+            (State::UserReply, Status::Ok(_)) if self.pass_sent => {
+                self.state = State::PassReply;
                 Ok(())
             }
             (State::UserReply, Status::Ok(_)) => {
@@ -315,11 +331,25 @@ impl Pop3Upstream {
         match self.config.forward.as_ref().and_then(xclient_command) {
             Some(cmd) if xclient => {
                 self.send(cmd);
-                self.state = State::XclientReply;
+                if self.caps.pipelining && !lacks_mechanism(&self.caps.list, &self.login) {
+                    self.start_login();
+                    let login = std::mem::replace(&mut self.state, State::XclientReply);
+                    self.after_xclient = Some(login);
+                } else {
+                    self.state = State::XclientReply;
+                }
             }
             _ => self.start_login(),
         }
         Ok(())
+    }
+
+    /// XCLIENT was answered: the login, unless it was pipelined behind it already.
+    fn login_after_xclient(&mut self) {
+        match self.after_xclient.take() {
+            Some(login) => self.state = login,
+            None => self.start_login(),
+        }
     }
 
     fn start_login(&mut self) {
@@ -358,14 +388,22 @@ impl Pop3Upstream {
         };
         self.send(line);
         self.state = state;
+        if self.state == State::UserReply && self.caps.pipelining {
+            self.queue_pass();
+            self.pass_sent = true;
+        }
     }
 
     fn send_pass(&mut self) {
+        self.queue_pass();
+        self.state = State::PassReply;
+    }
+
+    fn queue_pass(&mut self) {
         if let Credentials::Password { password, .. } = &self.login.credentials {
             let line = command(b"PASS ", password.expose());
             self.send(line);
         }
-        self.state = State::PassReply;
     }
 
     fn auth_challenge(
@@ -438,50 +476,4 @@ fn auth_command(mech: &str, message: &Secret, oauth: Option<OAuthMechanism>) -> 
         };
         (line, state)
     }
-}
-
-/// An address that cannot inject anything into an XCLIENT line (IPv4/IPv6 text only).
-fn xclient_addr_safe(ip: &str) -> bool {
-    !ip.is_empty()
-        && ip.len() <= 45
-        && ip
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-}
-
-/// Dovecot's longest accepted `SESSION=` value (`LOGIN_MAX_SESSION_ID_LEN`).
-const XCLIENT_MAX_SESSION: usize = 64;
-
-/// `XCLIENT ADDR= PORT= DESTADDR= DESTPORT= SESSION= TTL= CLIENT-TRANSPORT=\r\n`: only
-/// mailgate's own knowledge of the session (the client has no say in XCLIENT), in the
-/// order Dovecot's own proxy sends it. `None` when the client address could inject
-/// anything; a connected address or session id that could is left out.
-fn xclient_command(forward: &ForwardInfo) -> Option<Vec<u8>> {
-    let ip = &forward.client.ip;
-    if !xclient_addr_safe(ip) {
-        return None;
-    }
-    let mut line = format!("XCLIENT ADDR={ip} PORT={}", forward.client.port);
-    let dest = &forward.connected.ip;
-    if xclient_addr_safe(dest) {
-        line.push_str(&format!(
-            " DESTADDR={dest} DESTPORT={}",
-            forward.connected.port
-        ));
-    }
-    let session = &forward.session_id;
-    let session_safe = !session.is_empty()
-        && session.len() <= XCLIENT_MAX_SESSION
-        && session
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'/'));
-    if session_safe {
-        line.push_str(&format!(" SESSION={session}"));
-    }
-    line.push_str(&format!(
-        " TTL={} CLIENT-TRANSPORT={}\r\n",
-        forward.forwarded_ttl(),
-        forward.client_transport()
-    ));
-    (line.len() <= MAX_COMMAND).then(|| line.into_bytes())
 }

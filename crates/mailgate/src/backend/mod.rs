@@ -6,11 +6,15 @@
 //! `health.timeout` for probes), so no backend can hold a login — and the login-in-flight
 //! permit the caller keeps for it — longer than the sum of the steps. The protocol itself
 //! is spoken by mailgate-proto's sans-I/O upstream engines; this module only moves their
-//! bytes and keeps the clock.
+//! bytes and keeps the clock. Commands an engine queues back to back (a pipelined IMAP `ID`
+//! and login, POP3 `XCLIENT`, `USER` and `PASS`) go out in one write, made when the engine
+//! next waits for the backend.
 
 mod dial;
 mod error;
 pub mod own;
+#[cfg(test)]
+mod pipeline_tests;
 
 pub use error::{BackendError, Failure, Step};
 
@@ -42,7 +46,8 @@ pub struct Deadlines {
     pub greeting: Duration,
     /// Each write.
     pub write: Duration,
-    /// Each wait for an answer after the greeting, the verdict included.
+    /// Each wait for an answer after the greeting, the verdict included: from a write to
+    /// the answers of everything it carried (pipelined commands share one wait).
     pub answer: Duration,
 }
 
@@ -266,7 +271,8 @@ impl BackendClient {
     }
 
     /// Go as far as a login would, without one: connect, greeting, capabilities,
-    /// STARTTLS. For probes without a probe account.
+    /// STARTTLS. For probes without a probe account. Nothing the engine queued for the
+    /// login itself (forwarding pipelined with the credentials) is sent.
     pub async fn ready(&self, target: Target<'_>) -> Result<Ready, BackendError> {
         let placeholder = LoginRequest {
             credentials: mailgate_proto::Credentials::Password {
@@ -304,18 +310,34 @@ impl BackendClient {
         let mut read_limit = d.greeting;
         let mut credentials_at = None;
         let mut buf = vec![0u8; 4096];
+        // Commands queued and not yet written: flushed in one write before the next read
+        // (or handshake, or return), so pipelined commands cost one `send`.
+        let mut outgoing: Vec<u8> = Vec::new();
         loop {
             let action = engine
                 .next_action()
                 .map_err(|e| BackendError::new(step, Failure::Protocol(e)))?;
+            if !outgoing.is_empty()
+                && !matches!(
+                    action,
+                    Some(UpstreamAction::Send(_) | UpstreamAction::CredentialsNext)
+                )
+            {
+                write(&mut conn, &outgoing, step, d.write).await?;
+                outgoing.clear();
+                read_deadline = Instant::now() + d.answer;
+                read_limit = d.answer;
+            }
             match action {
                 Some(UpstreamAction::Send(bytes)) => {
                     if step == Step::Greeting {
                         step = Step::Setup;
                     }
-                    write(&mut conn, &bytes, step, d.write).await?;
-                    read_deadline = Instant::now() + d.answer;
-                    read_limit = d.answer;
+                    if outgoing.is_empty() {
+                        outgoing = bytes;
+                    } else {
+                        outgoing.extend_from_slice(&bytes);
+                    }
                 }
                 Some(UpstreamAction::StartTls) => {
                     let Conn::Plain(tcp) = conn else {
