@@ -236,26 +236,27 @@ impl Reloader {
     async fn preview(&self) -> Result<ReloadPreview, ReloadError> {
         let path = self.config_path.clone();
         let current = self.config.clone();
-        let (candidate, restart) =
-            tokio::task::spawn_blocking(move || reload_check::preview(path.as_deref(), &current))
-                .await
-                .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let running = self.runtime.snapshot().routing.clone();
+        // Parsing, the routing diff and freeing the candidate table: all blocking work.
+        let (config, config_diff, restart, routing_summary) =
+            tokio::task::spawn_blocking(move || {
+                reload_check::preview(path.as_deref(), &current).map(|(candidate, restart)| {
+                    let summary = running.diff(&candidate.table).summary();
+                    (candidate.config, candidate.diff, restart, summary)
+                })
+            })
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))??;
         if let Some(h) = crate::logging::reload_handle() {
-            h.prepare(&candidate.config.log)?;
+            h.prepare(&config.log)?;
         }
         let listener_changes = self
             .listeners
             .as_ref()
-            .map(|l| l.preview(&candidate.config.listen))
+            .map(|l| l.preview(&config.listen))
             .unwrap_or_default();
-        let routing_summary = self
-            .runtime
-            .snapshot()
-            .routing
-            .diff(&candidate.table)
-            .summary();
         Ok(ReloadPreview {
-            config_changes: candidate.diff.reloadable().collect(),
+            config_changes: config_diff.reloadable().collect(),
             needs_restart: restart.iter().map(|d| d.to_string()).collect(),
             listener_changes,
             routing_summary,
@@ -286,13 +287,21 @@ impl Reloader {
         };
 
         let old = self.runtime.snapshot();
-        let unchanged = table.version() == old.routing.version();
-        let new_table = if unchanged {
-            old.routing.clone()
-        } else {
-            Arc::new(table)
-        };
-        let diff = old.routing.diff(&new_table);
+        // The diff walks every domain, and an unchanged candidate is a whole table to free:
+        // both off the runtime's workers (a 1M-domain table: ~0.3 s each).
+        let running = old.routing.clone();
+        let (new_table, unchanged, diff) = tokio::task::spawn_blocking(move || {
+            if table.version() == running.version() {
+                drop(table);
+                (running, true, mailgate_config::RoutingDiff::default())
+            } else {
+                let new_table = Arc::new(table);
+                let diff = running.diff(&new_table);
+                (new_table, false, diff)
+            }
+        })
+        .await
+        .map_err(|e| ReloadError::Task(e.to_string()))?;
         // Moves that would push a backend over max_sessions: flagged; strict refuses here.
         let over_budget =
             self.guard
@@ -354,6 +363,9 @@ impl Reloader {
             "configuration reloaded"
         );
         self.config = config;
+        // The snapshot this reload replaced; if it held the last reference to the old
+        // table, freeing that is the blocking pool's work too.
+        drop(tokio::task::spawn_blocking(move || drop(old)));
         Ok(ReloadReport {
             trigger,
             routing_version: new_table.version_hex(),
