@@ -63,6 +63,10 @@ impl Session<'_> {
     /// The phase itself. The splice and the slot are the future's own (an `async fn` would
     /// keep a second copy of its arguments); waiting and closing are futures of their own,
     /// the closing one boxed: an idle session holds only the wait.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of its arguments in the future"
+    )]
     fn spliced(
         &mut self,
         mut splice: Splice,
