@@ -353,12 +353,16 @@ impl Advertised {
 
     /// The offered mechanisms, with the OAuth ones only if `oauth` allows them.
     pub fn mechanism_names(&self, oauth: bool) -> Vec<&'static str> {
+        self.mechanisms(oauth).collect()
+    }
+
+    /// [`mechanism_names`](Self::mechanism_names) without collecting them.
+    pub fn mechanisms(&self, oauth: bool) -> impl Iterator<Item = &'static str> + '_ {
         Mechanism::ALL
             .into_iter()
             .filter(|m| self.offers(*m))
-            .filter(|m| oauth || matches!(m, Mechanism::Plain | Mechanism::Login))
+            .filter(move |m| oauth || matches!(m, Mechanism::Plain | Mechanism::Login))
             .map(Mechanism::name)
-            .collect()
     }
 }
 

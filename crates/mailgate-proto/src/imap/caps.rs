@@ -26,25 +26,37 @@ pub(crate) struct FrontCaps {
 impl FrontCaps {
     /// The capability atoms, space separated, without a trailing CRLF.
     pub(crate) fn list(self) -> String {
-        let mut caps = vec!["IMAP4rev1".to_string()];
+        let mut out = String::with_capacity(Self::MAX_LEN);
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Room for the longest list (every atom and mechanism), so that writing it into a
+    /// buffer of this capacity does not grow it.
+    pub(crate) const MAX_LEN: usize = 128;
+
+    /// Append the list to `out` (what [`list`](Self::list) returns), one atom at a time:
+    /// the greeting and the CAPABILITY reply are built without a string per atom.
+    pub(crate) fn write_to(self, out: &mut String) {
+        out.push_str("IMAP4rev1");
         if self.advertised.sasl_ir {
-            caps.push("SASL-IR".into());
+            out.push_str(" SASL-IR");
         }
-        caps.push("LITERAL-".into());
+        out.push_str(" LITERAL-");
         if self.advertised.id {
-            caps.push("ID".into());
+            out.push_str(" ID");
         }
         if self.starttls {
-            caps.push("STARTTLS".into());
+            out.push_str(" STARTTLS");
         }
         if self.login_disabled {
-            caps.push("LOGINDISABLED".into());
+            out.push_str(" LOGINDISABLED");
         } else {
-            for m in self.advertised.mechanism_names(self.oauth) {
-                caps.push(format!("AUTH={m}"));
+            for m in self.advertised.mechanisms(self.oauth) {
+                out.push_str(" AUTH=");
+                out.push_str(m);
             }
         }
-        caps.join(" ")
     }
 }
 
@@ -104,6 +116,19 @@ impl std::fmt::Debug for BackendCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_list_fits_its_capacity() {
+        let longest = FrontCaps {
+            starttls: true,
+            login_disabled: false,
+            oauth: true,
+            advertised: Advertised::default(),
+        };
+        let list = longest.list();
+        assert!(list.ends_with("AUTH=XOAUTH2 AUTH=OAUTHBEARER"), "{list}");
+        assert!(list.len() <= FrontCaps::MAX_LEN, "{}", list.len());
+    }
 
     #[test]
     fn front_lists() {

@@ -12,7 +12,7 @@ use super::auth::{Next, Step};
 use super::caps::FrontCaps;
 use super::command::{self, Command, IdFields, Parsed};
 use super::framer::{Framed, Framer};
-use super::lexer::{sanitize_text, strip_eol, valid_tag};
+use super::lexer::{push_sanitized, sanitize_text, strip_eol, valid_tag};
 use crate::action::{CloseReason, FrontAction, LoginVerdict};
 use crate::config::FrontConfig;
 use crate::login::{Credentials, LoginRequest};
@@ -116,8 +116,15 @@ impl ImapFront {
 
     /// The greeting, `* OK [CAPABILITY ...] text\r\n`.
     pub fn greeting(&self) -> Vec<u8> {
-        let text = sanitize_text(&self.config.greeting_text, 200);
-        format!("* OK [CAPABILITY {}] {text}\r\n", self.capabilities()).into_bytes()
+        const MAX_TEXT: usize = 200;
+        let text = &self.config.greeting_text;
+        let mut out = String::with_capacity(24 + FrontCaps::MAX_LEN + text.len().min(MAX_TEXT * 4));
+        out.push_str("* OK [CAPABILITY ");
+        self.caps().write_to(&mut out);
+        out.push_str("] ");
+        push_sanitized(&mut out, text, MAX_TEXT);
+        out.push_str("\r\n");
+        out.into_bytes()
     }
 
     /// Append bytes read from the client.

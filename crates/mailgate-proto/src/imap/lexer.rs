@@ -248,16 +248,26 @@ pub(crate) fn push_quoted(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Replace CR, LF and other control characters so a text can go into a response line.
 pub(crate) fn sanitize_text(text: &str, max: usize) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    let s = s.trim().to_string();
-    if s.is_empty() {
-        "Service unavailable.".into()
-    } else {
-        s
+    let mut out = String::with_capacity(text.len().min(max * 4));
+    push_sanitized(&mut out, text, max);
+    out
+}
+
+/// Append [`sanitize_text`]'s result to `out` (at most `max` characters, trimmed, and
+/// `Service unavailable.` for a text that is empty then).
+pub(crate) fn push_sanitized(out: &mut String, text: &str, max: usize) {
+    let start = out.len();
+    out.extend(
+        text.chars()
+            .take(max)
+            .map(|c| if c.is_control() { ' ' } else { c }),
+    );
+    let end = start + out[start..].trim_end().len();
+    out.truncate(end);
+    let lead = out[start..].len() - out[start..].trim_start().len();
+    out.drain(start..start + lead);
+    if out.len() == start {
+        out.push_str("Service unavailable.");
     }
 }
 
@@ -320,5 +330,18 @@ mod tests {
         push_quoted(&mut q, b"p\"w\\");
         assert_eq!(q, b"\"p\\\"w\\\\\"");
         assert_eq!(sanitize_text("down\r\n* BYE", 100), "down  * BYE");
+    }
+
+    #[test]
+    fn sanitized_text_is_trimmed_bounded_and_never_empty() {
+        assert_eq!(sanitize_text(" \x01 hi\tthere \r\n", 100), "hi there");
+        assert_eq!(sanitize_text("\r\n\t ", 100), "Service unavailable.");
+        assert_eq!(sanitize_text("", 100), "Service unavailable.");
+        // At most `max` characters are kept, counted before the trim.
+        assert_eq!(sanitize_text(" abc", 2), "a");
+        assert_eq!(sanitize_text("ééé", 2), "éé");
+        let mut out = String::from("* OK ");
+        push_sanitized(&mut out, "  ready\r\n", 50);
+        assert_eq!(out, "* OK ready");
     }
 }

@@ -60,11 +60,28 @@ pub struct ListenerLabel {
     pub listener: &'static str,
 }
 
+/// A backend name shared by the series lookups of a running splice: cloning it for each
+/// `get_or_create` costs a reference count, not an allocation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct SharedName(pub std::sync::Arc<str>);
+
+impl From<&str> for SharedName {
+    fn from(name: &str) -> Self {
+        SharedName(name.into())
+    }
+}
+
+impl EncodeLabelValue for SharedName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 /// `{backend,direction}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BytesLabel {
     /// Backend name.
-    pub backend: String,
+    pub backend: SharedName,
     /// Which way.
     pub direction: Direction,
 }

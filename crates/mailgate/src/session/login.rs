@@ -8,6 +8,9 @@
 //! whole backend and failures without a verdict count against its health and are retried
 //! once on the backend's fallback, if it has one that admits.
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
 use mailgate_config::{Backend, ForwardClient};
 use mailgate_health::PassiveSignal;
 use mailgate_proto::login::PROXY_TTL;
@@ -110,9 +113,8 @@ impl Session<'_> {
                 return LoginStep::Answer(LoginVerdict::Unavailable(unavailable_message(&backend)));
             }
         };
-        let forward = self.forward_info(client_id, client_tls.is_some());
         let first = self
-            .attempt(permit, req.clone(), &forward, client_tls, &routed.address)
+            .attempt(permit, req.clone(), &client_id, client_tls, &routed.address)
             .await;
         let answer = match first {
             Attempt::Done(step) => return step,
@@ -123,7 +125,7 @@ impl Session<'_> {
         };
         tracing::info!(backend = %backend.name, fallback = %permit.backend().name, "retrying the login on the fallback backend");
         match self
-            .attempt(permit, req, &forward, client_tls, &routed.address)
+            .attempt(permit, req, &client_id, client_tls, &routed.address)
             .await
         {
             Attempt::Done(step) => step,
@@ -136,7 +138,7 @@ impl Session<'_> {
         &mut self,
         permit: Permit,
         req: LoginRequest,
-        forward: &ForwardInfo,
+        client_id: &[(String, Option<String>)],
         client_tls: Option<&'static str>,
         kick_user: &str,
     ) -> Attempt {
@@ -144,6 +146,11 @@ impl Session<'_> {
         let protocol = self.kind.protocol();
         let backend = permit.backend().clone();
         self.summary.backend = Some(backend.name.clone());
+        let session_id = Self::session_id(self.id);
+        // Built for the backend that uses it, and moved into the target, not copied.
+        let forward = (backend.forward_client == ForwardClient::Id).then(|| {
+            self.forward_info(client_id.to_vec(), client_tls.is_some(), session_id.clone())
+        });
         let target = Target {
             backend: &backend,
             protocol,
@@ -151,9 +158,9 @@ impl Session<'_> {
                 client: self.peer,
                 local: self.local,
                 tls: client_tls,
-                session_id: forward.session_id.clone(),
+                session_id,
             }),
-            forward: (backend.forward_client == ForwardClient::Id).then(|| forward.clone()),
+            forward,
             limits: self.rt.proto_limits.clone(),
             deadlines: Deadlines::from_limits(&self.rt.limits),
         };
@@ -205,7 +212,10 @@ impl Session<'_> {
     /// The session id told to backends (`x-session-id`, XCLIENT `SESSION=`, PROXY v2
     /// `PP2_TYPE_UNIQUE_ID`).
     fn session_id(id: u64) -> String {
-        format!("mg-{id:x}")
+        let mut s = String::with_capacity("mg-".len() + 16);
+        // Writing into a String cannot fail.
+        let _ = write!(s, "mg-{id:x}");
+        s
     }
 
     /// What mailgate vouches for towards the backend: only its own knowledge of the session.
@@ -216,23 +226,36 @@ impl Session<'_> {
         &self,
         client_id: Vec<(String, Option<String>)>,
         client_tls: bool,
+        session_id: String,
     ) -> ForwardInfo {
         ForwardInfo {
             client: ClientAddr {
-                ip: self.peer.ip().to_canonical().to_string(),
+                ip: ip_text(self.peer.ip()),
                 port: self.peer.port(),
             },
             connected: ClientAddr {
-                ip: self.local.ip().to_canonical().to_string(),
+                ip: ip_text(self.local.ip()),
                 port: self.local.port(),
             },
-            session_id: Self::session_id(self.id),
+            session_id,
             client_tls,
             proxy_ttl: PROXY_TTL,
             client_id,
         }
     }
 }
+
+/// An address as text (IPv4-mapped IPv6 as IPv4), in one allocation of the longest
+/// address's size instead of growing the string while it is written.
+fn ip_text(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(INET6_ADDRSTRLEN);
+    // Writing into a String cannot fail.
+    let _ = write!(s, "{}", ip.to_canonical());
+    s
+}
+
+/// The longest IP address text (an IPv6 address with an embedded IPv4 one).
+const INET6_ADDRSTRLEN: usize = 45;
 
 fn unavailable_message(backend: &Backend) -> String {
     backend

@@ -11,8 +11,8 @@ use prometheus_client::registry::Registry;
 
 use crate::endpoint::ListenerKind;
 use crate::metrics::{
-    BytesLabel, ConnRefusal, ConnRefusedLabel, Direction, ListenerLabel, MetricGroup, TlsFailure,
-    TlsFailureLabel, names,
+    BytesLabel, ConnRefusal, ConnRefusedLabel, Direction, ListenerLabel, MetricGroup, SharedName,
+    TlsFailure, TlsFailureLabel, names,
 };
 use crate::splice::ByteSink;
 
@@ -31,7 +31,7 @@ pub struct SessionMetrics {
 #[derive(Debug, Clone)]
 pub struct ByteCounters {
     family: Family<BytesLabel, Counter>,
-    backend: String,
+    backend: SharedName,
 }
 
 impl ByteSink for ByteCounters {
@@ -72,7 +72,7 @@ impl SessionMetrics {
     pub fn byte_counters(&self, backend: &str) -> ByteCounters {
         ByteCounters {
             family: self.bytes.clone(),
-            backend: backend.to_string(),
+            backend: backend.into(),
         }
     }
 
