@@ -192,6 +192,7 @@ mod tests {
             addr,
         );
         let size = size_of(&fut);
-        assert!(size <= 3072, "session future grew to {size} bytes");
+        // 712 bytes in a debug build since the spliced phase is boxed apart (2,752 before).
+        assert!(size <= 1024, "session future grew to {size} bytes");
     }
 }
