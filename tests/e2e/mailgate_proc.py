@@ -153,6 +153,17 @@ class Mailgate:
             waiting = [name for name in waiting if not _accepts(self.ports[name])]
             if waiting:
                 time.sleep(0.02)
+        # A bound listener accepts TCP before mailgate has its signal handlers (a SIGHUP
+        # then would end it): the admin listener answers HTTP only after they exist.
+        while "admin" in self.ports and not _answers_http(self.ports["admin"]):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailgate exited with {self.proc.returncode} at startup\n"
+                                   f"{self.output()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mailgate's admin listener not answering after {timeout}s\n"
+                                   f"{self.output()}")
+            time.sleep(0.02)
         return self
 
     def running(self) -> bool:
@@ -262,6 +273,17 @@ class Mailgate:
             cmd += ["--token-file", os.devnull]
         return subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, env=env,
                               timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _answers_http(port: int) -> bool:
+    """True once ``GET /healthz`` gets any HTTP answer (the admin server is running)."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz", timeout=0.5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _accepts(port: int) -> bool:
