@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import copy
+import signal
+import socket
+import subprocess
 import time
 
 from clients import imap_backend, imap_open
 from layout import PASSWORD
+from mailgate_proc import mailgate_binary
 
 
 def _backend_of(mailgate, pki, user: str) -> str:
@@ -51,3 +55,31 @@ def test_user_override_wins_over_domain(mailgate_factory, pki):
     mg = mailgate_factory(routing={"users": {"moving@example.com": "mail2"}})
     assert _backend_of(mg, pki, "moving@example.com") == "mail2"
     assert _backend_of(mg, pki, "alice@example.com") == "mail1"
+
+
+def test_a_sighup_as_soon_as_the_listener_accepts_does_not_end_mailgate(mailgate_factory):
+    """A bound listener accepts TCP before mailgate's reloader has its SIGHUP handler; a
+    SIGHUP at that moment used to end the process (its default action), 3 times in 20."""
+    mg = mailgate_factory(start=False)
+    binary = str(mailgate_binary())
+    port = mg.ports["imap"]
+    for attempt in range(20):
+        proc = subprocess.Popen([binary, "run", "-c", str(mg.config_path)], cwd=mg.dir,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                assert proc.poll() is None, f"attempt {attempt}: exited at startup"
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "never accepted"
+                    time.sleep(0.001)
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            assert proc.poll() is None, f"attempt {attempt}: a SIGHUP at startup ended mailgate"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -65,6 +65,11 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // SIGHUP's default action ends the process. A listener accepts connections once it
+        // is bound, before the reloader's handler below exists, and whoever sees it accept
+        // may take mailgate as started and send one: caught from before the first bind on
+        // (one that arrives before the reloader's handler is ignored, not fatal).
+        let early_hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         // Sockets of the process this one replaces (binary upgrade) or from systemd socket
         // activation: binding an address takes the inherited socket (crate::upgrade).
         let parent = upgrade::inherit_sockets()
@@ -88,6 +93,7 @@ pub fn run_from_config(config_path: &Path) -> anyhow::Result<ExitCode> {
             &[&routing_file, &config_file],
             !supervisor.handles_sighup(),
         );
+        drop(early_hup);
         let admin = upgrade::AdminSlot::new(admin::start(proxy.admin_context(), admin_listeners));
         proxy::serve(proxy, listeners, supervisor.run(admin.clone(), shutdown)).await;
         admin.stop().await;
