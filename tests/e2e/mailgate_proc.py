@@ -142,29 +142,29 @@ class Mailgate:
         out.close()
         deadline = time.monotonic() + timeout
         waiting = [name for name in LISTENERS if name in self.ports]
-        while waiting:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mailgate exited with {self.proc.returncode} at startup\n"
-                                   f"{self.output()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"mailgate listeners {waiting} not accepting after {timeout}s\n"
-                                   f"{self.output()}")
-            waiting = [name for name in waiting if not _accepts(self.ports[name])]
-            if waiting:
-                time.sleep(0.02)
+
+        def accepting() -> bool:
+            waiting[:] = [name for name in waiting if not _accepts(self.ports[name])]
+            return not waiting
+
+        self._wait_startup(deadline, lambda: f"listeners {waiting} not accepting after {timeout}s",
+                           accepting)
         # A bound listener accepts TCP before mailgate has its signal handlers (a SIGHUP
         # then would end it): the admin listener answers HTTP only after they exist.
-        while "admin" in self.ports and not _answers_http(self.ports["admin"]):
+        self._wait_startup(deadline, lambda: f"admin listener not answering after {timeout}s",
+                           lambda: "admin" not in self.ports or _answers_http(self.ports["admin"]))
+        return self
+
+    def _wait_startup(self, deadline: float, what, done) -> None:
+        """Poll ``done()`` until it holds; raise if mailgate exits or ``deadline`` passes."""
+        while not done():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mailgate exited with {self.proc.returncode} at startup\n"
                                    f"{self.output()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"mailgate's admin listener not answering after {timeout}s\n"
-                                   f"{self.output()}")
+                raise RuntimeError(f"mailgate {what()}\n{self.output()}")
             time.sleep(0.02)
-        return self
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

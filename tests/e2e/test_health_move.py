@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from clients import imap_backend, imap_open
+from clients import closed_within, imap_backend, imap_open
 from layout import PASSWORD
 
 KICK_WINDOW = 2.0
@@ -21,15 +21,7 @@ SLACK = 2.0
 
 def _wait_closed(sock: socket.socket, timeout: float) -> float | None:
     """Block until the peer closes ``sock``; returns time.monotonic() then (None: still open)."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(4096):
-            pass
-    except socket.timeout:
-        return None
-    except OSError:
-        pass
-    return time.monotonic()
+    return time.monotonic() if closed_within(sock, timeout) else None
 
 
 def test_moved_domain_sessions_are_kicked_spread_and_reconnect_to_new_backend(
