@@ -224,7 +224,7 @@ impl RoutingTable {
         // route, and when every key of `newer` was found among the old ones, `newer` has no
         // key of its own to visit.
         let mut in_both = 0usize;
-        for (k, e) in &self.domains {
+        for (k, e) in self.domains.iter() {
             let new = match newer.domains.get(k) {
                 Some(n) => {
                     in_both += 1;
@@ -238,7 +238,7 @@ impl RoutingTable {
             for k in newer
                 .domains
                 .keys()
-                .filter(|k| !self.domains.contains_key(*k))
+                .filter(|k| !self.domains.contains_key(k))
             {
                 push(
                     &mut d.domains,
@@ -269,7 +269,7 @@ impl RoutingTable {
         for k in self.users.keys() {
             push(&mut d.users, k, self.user_target(k), newer.user_target(k));
         }
-        for k in newer.users.keys().filter(|k| !self.users.contains_key(*k)) {
+        for k in newer.users.keys().filter(|k| !self.users.contains_key(k)) {
             push(&mut d.users, k, self.user_target(k), newer.user_target(k));
         }
         d.domains.sort_by(|a, b| a.key.cmp(&b.key));

@@ -22,8 +22,6 @@
 //!   (`"..."` without `\` or `"`, `'...'` without `'`; printable ASCII and non-ASCII
 //!   alphanumerics inside). VALUE as a plain scalar is ASCII only.
 
-use crate::schema::{Lined, Target, intern};
-
 /// The header line the fast path looks for.
 const HEADER: &str = "domains:";
 /// What the header becomes in the rest of the document: an explicit empty mapping at the
@@ -33,26 +31,48 @@ pub(crate) const REST_HEADER: &str = "domains: {}";
 const MAX_KEY_BYTES: usize = 1000;
 
 /// The `domains:` block read directly, and the rest of the document.
-pub(crate) struct Split {
+pub(crate) struct Split<'a> {
     /// The document with the block's lines emptied and the header replaced by
     /// [`REST_HEADER`]: same line count, same line numbers.
     pub rest: String,
     /// 1-based line of the `domains:` header.
     pub header_line: usize,
-    /// The block's entries in file order, duplicates included (as the full parser gives
-    /// them).
-    pub entries: Vec<(Lined<String>, Target)>,
+    /// The block's entries, read again from the text by [`Block::entries`]: a million
+    /// entries are not held as owned strings while the table is built.
+    pub block: Block<'a>,
     /// Lines of the block (for the caller's parser budget).
     pub block_lines: usize,
     /// Bytes of the block.
     pub block_bytes: usize,
 }
 
+/// The checked text of a `domains:` block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block<'a> {
+    text: &'a str,
+    first_line: usize,
+    /// Number of entries, duplicates included.
+    pub entries: usize,
+    /// Bytes of the entries' keys, plus one per entry.
+    pub key_bytes: usize,
+}
+
+impl<'a> Block<'a> {
+    /// The block's entries in file order, duplicates included (as the full parser gives
+    /// them): key, value and 1-based line.
+    pub fn entries(self) -> impl Iterator<Item = (&'a str, &'a str, usize)> {
+        (self.first_line..).zip(self.text.split('\n')).filter_map(
+            |(line_no, line)| match parse_line(line) {
+                Some(Line::Entry { key, value, .. }) => Some((key, value, line_no)),
+                _ => None,
+            },
+        )
+    }
+}
+
 /// Split `text` into the fast-parsed `domains:` block and the rest, or `None` when the file
-/// has no such block or any line of it is outside the narrow grammar. Call it inside
-/// [`crate::schema::with_interner`] so that backend names are shared as the full parser
-/// shares them.
-pub(crate) fn split(text: &str) -> Option<Split> {
+/// has no such block or any line of it is outside the narrow grammar.
+pub(crate) fn split(text: &str) -> Option<Split<'_>> {
     // Cheap rejections first: no header at all, or more than one.
     let header_at = find_header(text, 0)?;
     if find_header(text, header_at + HEADER.len()).is_some() {
@@ -64,12 +84,13 @@ pub(crate) fn split(text: &str) -> Option<Split> {
     // The header line must end right there.
     let body = after_header.strip_prefix('\n')?;
 
-    let mut entries = Vec::with_capacity(body.len() / 24);
+    let mut entries = 0usize;
+    let mut key_bytes = 0usize;
     let mut indent: Option<usize> = None;
     let mut block_end = body.len();
     let mut block_lines = 0usize;
     let mut offset = 0usize;
-    for (line_no, line) in (header_line + 1..).zip(body.split('\n')) {
+    for line in body.split('\n') {
         let first = line.as_bytes().first().copied();
         if matches!(first, Some(b) if b != b' ' && b != b'#') {
             block_end = offset;
@@ -79,25 +100,16 @@ pub(crate) fn split(text: &str) -> Option<Split> {
         offset += line.len() + 1;
         match parse_line(line)? {
             Line::Blank => {}
-            Line::Entry {
-                indent: n,
-                key,
-                value,
-            } => {
+            Line::Entry { indent: n, key, .. } => {
                 if *indent.get_or_insert(n) != n {
                     return None;
                 }
-                entries.push((
-                    Lined {
-                        value: key.to_string(),
-                        line: line_no,
-                    },
-                    Target(intern(value)),
-                ));
+                entries += 1;
+                key_bytes += key.len() + 1;
             }
         }
     }
-    if entries.is_empty() {
+    if entries == 0 {
         return None;
     }
     let block_end = block_end.min(body.len());
@@ -115,7 +127,12 @@ pub(crate) fn split(text: &str) -> Option<Split> {
     Some(Split {
         rest,
         header_line,
-        entries,
+        block: Block {
+            text: block,
+            first_line: header_line + 1,
+            entries,
+            key_bytes,
+        },
         block_lines,
         block_bytes: block.len(),
     })
@@ -226,13 +243,12 @@ fn scalar(s: &str, ascii_plain: bool) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::with_interner;
 
     fn entries(text: &str) -> Option<Vec<(String, usize, String)>> {
-        with_interner(|| split(text)).map(|s| {
-            s.entries
-                .into_iter()
-                .map(|(k, t)| (k.value, k.line, t.0.to_string()))
+        split(text).map(|s| {
+            s.block
+                .entries()
+                .map(|(k, v, line)| (k.to_string(), line, v.to_string()))
                 .collect()
         })
     }
@@ -249,7 +265,7 @@ mod tests {
                 ("b.example".into(), 9, "m".into()),
             ]
         );
-        let rest = with_interner(|| split(text)).expect("fast path").rest;
+        let rest = split(text).expect("fast path").rest;
         assert_eq!(rest.lines().count(), text.lines().count());
         assert_eq!(rest.lines().nth(2), Some(REST_HEADER));
         assert_eq!(rest.lines().nth(9), Some("users: {}"));

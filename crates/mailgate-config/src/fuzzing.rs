@@ -60,10 +60,10 @@ fn check_normalisation(name: &str, default_domain: Option<&str>) {
 /// Every key of `table` is normal and routes to its own backend.
 fn check_table(table: &RoutingTable) {
     let name = |idx: u32| table.backends[idx as usize].name.clone();
-    for (domain, entry) in &table.domains {
+    for (domain, entry) in table.domains.iter() {
         assert_eq!(
             normalize_domain(domain).as_deref(),
-            Some(&**domain),
+            Some(domain),
             "a domain key is not in normal form"
         );
         let route = table
@@ -80,7 +80,7 @@ fn check_table(table: &RoutingTable) {
             "a domain routes elsewhere"
         );
     }
-    for (user, entry) in &table.users {
+    for (user, entry) in table.users.iter() {
         let route = table
             .lookup(user)
             .unwrap_or_else(|| panic!("a user override does not route"));

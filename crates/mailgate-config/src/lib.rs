@@ -18,6 +18,7 @@ mod duration;
 mod fast_domains;
 #[doc(hidden)]
 pub mod fuzzing;
+mod keymap;
 mod load;
 mod lookup;
 pub mod normalize;

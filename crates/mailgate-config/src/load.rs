@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::diag::{self, ConfigErrors, Diagnostic};
 use crate::fast_domains;
-use crate::schema::{Entries, RoutingFile, with_interner};
+use crate::schema::{RoutingFile, with_interner};
 use crate::table::{Loaded, RoutingTable, fnv1a};
 use crate::validate::build;
 
@@ -56,7 +56,7 @@ pub(crate) fn parse_full(text: &str, path: &Path) -> Result<Loaded, ConfigErrors
     }
     let file: RoutingFile = with_interner(|| serde_saphyr::from_str_with_options(text, options()))
         .map_err(|e| ConfigErrors::single(diag::from_yaml_error(path, text, &e)))?;
-    build(file, path, fnv1a(text.as_bytes()))
+    build(file, None, path, fnv1a(text.as_bytes()))
 }
 
 /// The `domains:` block read directly and the rest through serde-saphyr, or `None` where the
@@ -66,7 +66,7 @@ pub(crate) fn parse_fast(text: &str, path: &Path) -> Option<Result<Loaded, Confi
     if empty(text, path).is_some() || text.len() as u64 > diag::MAX_FILE_BYTES {
         return None;
     }
-    let file = with_interner(|| {
+    let (file, block) = with_interner(|| {
         let split = fast_domains::split(text)?;
         // What the block would have cost the full parse comes off the rest's budget,
         // generously (each line as if it held two scalars and a comment, each entry as four
@@ -75,19 +75,18 @@ pub(crate) fn parse_fast(text: &str, path: &Path) -> Option<Result<Loaded, Confi
         let mut options = options();
         if let Some(b) = options.budget.as_mut() {
             b.max_events = b.max_events.checked_sub(4 * split.block_lines)?;
-            b.max_nodes = b.max_nodes.checked_sub(4 * split.entries.len())?;
+            b.max_nodes = b.max_nodes.checked_sub(4 * split.block.entries)?;
             b.max_total_scalar_bytes = b.max_total_scalar_bytes.checked_sub(split.block_bytes)?;
         }
-        let mut file: RoutingFile =
-            serde_saphyr::from_str_with_options(&split.rest, options).ok()?;
+        let file: RoutingFile = serde_saphyr::from_str_with_options(&split.rest, options).ok()?;
         // The rest's `domains` must be the empty mapping put at the header's line: then the
         // header was the top-level key (not text inside a multi-line scalar or a flow
         // collection) and no other `domains` key exists.
         if file.domains.line != split.header_line || !file.domains.value.0.is_empty() {
             return None;
         }
-        file.domains.value = Entries(split.entries);
-        Some(file)
+        Some((file, split.block))
     })?;
-    Some(build(file, path, fnv1a(text.as_bytes())))
+    // The block's entries go from the text straight into the table.
+    Some(build(file, Some(block), path, fnv1a(text.as_bytes())))
 }

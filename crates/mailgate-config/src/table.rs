@@ -95,15 +95,8 @@ impl Backend {
     }
 }
 
-/// A map entry: backend index and the line it was defined on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub backend: u32,
-    pub line: u32,
-    /// Some `users:` override names this domain (checked only then: one hash lookup for
-    /// the common case).
-    pub has_users: bool,
-}
+pub(crate) use crate::keymap::Entry;
+use crate::keymap::KeyMap;
 
 /// How many routes of each kind a table holds (for the `routes{kind}` metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,10 +116,11 @@ pub struct RouteCounts {
 pub struct RoutingTable {
     pub(crate) backends: Vec<Arc<Backend>>,
     pub(crate) by_name: HashMap<String, u32>,
-    pub(crate) domains: HashMap<Box<str>, Entry>,
+    /// Exact domains: keys in one arena, 12 bytes per entry (`keymap.rs`).
+    pub(crate) domains: KeyMap,
     /// Normalised suffix (without `*.`) → entry and the rule text `*.suffix`.
     pub(crate) wildcards: HashMap<Box<str>, (Entry, Arc<str>)>,
-    pub(crate) users: HashMap<Box<str>, Entry>,
+    pub(crate) users: KeyMap,
     /// Domains of user overrides that have no exact `domains:` entry.
     pub(crate) user_only_domains: std::collections::HashSet<Box<str>>,
     pub(crate) default: Option<u32>,

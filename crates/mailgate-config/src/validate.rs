@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::diag::{ConfigErrors, Diagnostic};
+use crate::fast_domains::Block;
+use crate::keymap::{Entry, KeyMap, Refused};
 use crate::normalize::{normalize_domain, normalize_wildcard, parse_login};
 use crate::schema::{BackendSpec, ForwardMode, Lined, ProbeSpec, RoutingFile, TlsMode};
 use crate::table::{
-    Backend, BackendTls, Entry, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe,
-    RoutingTable,
+    Backend, BackendTls, FileDrain, ForwardClient, Loaded, MAX_DRAIN_REASON, Probe, RoutingTable,
 };
 use mailgate_proto::Secret;
 
@@ -36,7 +37,13 @@ impl Ctx<'_> {
 }
 
 /// Build and validate.
-pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Loaded, ConfigErrors> {
+/// `fast`: the `domains:` block as the fast path read it (then `file.domains` is empty).
+pub(crate) fn build(
+    mut file: RoutingFile,
+    fast: Option<Block<'_>>,
+    path: &Path,
+    version: u64,
+) -> Result<Loaded, ConfigErrors> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cx = Ctx {
         path,
@@ -133,67 +140,74 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
         }),
     };
 
-    // Domains and wildcards.
-    let mut domains: HashMap<Box<str>, Entry> = HashMap::with_capacity(file.domains.value.0.len());
+    // Domains and wildcards: from the fast path's text when it took the block (a million
+    // entries never held as owned strings), else from the parsed entries.
+    let parsed = std::mem::take(&mut file.domains.value.0);
+    let (count, key_bytes) = match &fast {
+        Some(block) => (block.entries, block.key_bytes),
+        None => (
+            parsed.len(),
+            parsed.iter().map(|(d, _)| d.value.len() + 1).sum(),
+        ),
+    };
+    let mut domains = KeyMap::with_capacity(count, key_bytes);
     let mut wildcards: HashMap<Box<str>, (Entry, Arc<str>)> = HashMap::new();
-    for (dom, target) in file.domains.value.0 {
-        let key = || format!("domains.{}", dom.value);
-        let b = resolve_ref(&mut cx, &target, dom.line, &key);
+    let mut add = |cx: &mut Ctx<'_>, written: &str, target: &str, line: usize| {
+        let key = || format!("domains.{written}");
+        let b = resolve_ref(cx, target, line, &key);
         let entry = Entry {
             backend: b.unwrap_or(u32::MAX),
-            line: dom.line as u32,
+            line: line as u32,
             has_users: false,
         };
-        if dom.value.contains('*') {
-            let Some(suffix) = normalize_wildcard(&dom.value) else {
+        if written.contains('*') {
+            let Some(suffix) = normalize_wildcard(written) else {
                 cx.err(
-                    dom.line,
+                    line,
                     key(),
                     "bad wildcard: write \"*.example.net\" (one leading \"*.\", then a domain)",
                 );
-                continue;
+                return;
             };
             let rule: Arc<str> = Arc::from(format!("*.{suffix}"));
             match wildcards.entry(suffix.into_boxed_str()) {
-                MapEntry::Occupied(o) => dup(&mut cx, dom.line, key(), o.get().0.line),
+                MapEntry::Occupied(o) => dup(cx, line, key(), o.get().0.line),
                 MapEntry::Vacant(v) => {
                     v.insert((entry, rule));
                 }
             }
         } else {
-            let Some(norm) = normalize_domain(&dom.value) else {
-                cx.err(
-                    dom.line,
+            let inserted = match normalize_domain(written) {
+                Some(norm) => domains.insert(&norm, entry),
+                None => Err(Refused::TooBig),
+            };
+            match inserted {
+                Ok(()) => {}
+                Err(Refused::Duplicate(first)) => dup(cx, line, key(), first.line),
+                Err(Refused::TooBig) => cx.err(
+                    line,
                     key(),
-                    format!("\"{}\" is not a valid domain name", dom.value),
-                );
-                continue;
-            };
-            // Already normal (the usual case): the parsed key becomes the map key as it is,
-            // without a copy.
-            let changed: Option<Box<str>> = match norm {
-                std::borrow::Cow::Borrowed(n) if n.len() == dom.value.len() => None,
-                n => Some(Box::from(n.as_ref())),
-            };
-            let (line, written) = (dom.line, dom.value);
-            let (norm, written) = match changed {
-                Some(n) => (n, Some(written)),
-                None => (written.into_boxed_str(), None),
-            };
-            match domains.entry(norm) {
-                MapEntry::Occupied(o) => {
-                    let key = format!("domains.{}", written.as_deref().unwrap_or(o.key()));
-                    dup(&mut cx, line, key, o.get().line)
-                }
-                MapEntry::Vacant(v) => {
-                    v.insert(entry);
-                }
+                    format!("\"{written}\" is not a valid domain name"),
+                ),
+            }
+        }
+    };
+    match fast {
+        Some(block) => {
+            for (written, target, line) in block.entries() {
+                add(&mut cx, written, target, line);
+            }
+        }
+        None => {
+            for (dom, target) in parsed {
+                add(&mut cx, &dom.value, &target, dom.line);
             }
         }
     }
+    domains.shrink_arena();
 
     // Users.
-    let mut users: HashMap<Box<str>, Entry> = HashMap::new();
+    let mut users = KeyMap::with_capacity(file.users.0.len(), 0);
     let mut user_only_domains = std::collections::HashSet::new();
     for (user, target) in file.users.0 {
         let key = format!("users.{}", user.value);
@@ -213,19 +227,15 @@ pub(crate) fn build(file: RoutingFile, path: &Path, version: u64) -> Result<Load
             cx.err(user.line, key, msg);
             continue;
         };
-        if let Some(d) = login.domain.as_deref() {
-            match domains.get_mut(d) {
-                Some(e) => e.has_users = true,
-                None => {
-                    user_only_domains.insert(Box::from(d));
-                }
-            }
+        if let Some(d) = login.domain.as_deref()
+            && !domains.set_has_users(d)
+        {
+            user_only_domains.insert(Box::from(d));
         }
-        match users.entry(login.address().into_boxed_str()) {
-            MapEntry::Occupied(o) => dup(&mut cx, user.line, key, o.get().line),
-            MapEntry::Vacant(v) => {
-                v.insert(entry);
-            }
+        match users.insert(&login.address(), entry) {
+            Ok(()) => {}
+            Err(Refused::Duplicate(first)) => dup(&mut cx, user.line, key, first.line),
+            Err(Refused::TooBig) => cx.err(user.line, key, "not a valid address (user@domain)"),
         }
     }
 
