@@ -83,3 +83,47 @@ def test_a_sighup_as_soon_as_the_listener_accepts_does_not_end_mailgate(mailgate
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def _reloads_logged(mg) -> int:
+    return mg.output(limit=10**8).count("configuration reloaded")
+
+
+def test_an_edit_then_sighup_is_one_reload(mailgate_factory, pki):
+    """An operator saves routing.yaml and sends SIGHUP: the directory watcher and the
+    signal each ask for a reload, but the reload the SIGHUP started had read the new bytes
+    before the watcher's event was served, so that event is dropped: one "configuration
+    reloaded" and one more success in mailgate_config_reloads_total per edit (before the
+    coalescing, two). Edits by rename-over and by appending in place, SIGHUP right after."""
+    mg = mailgate_factory()
+    time.sleep(1.0)  # nothing of the start is left in the watcher's debounce
+    logged = _reloads_logged(mg)
+    counted = mg.metric("mailgate_config_reloads_total", result="success")
+    edits = 0
+    for target in ("mail2", "mail1"):
+        moved = copy.deepcopy(mg.routing)
+        moved["domains"]["example.com"] = target
+        mg.reload(moved)  # rename-over, then SIGHUP at once
+        edits += 1
+        # Debounce (300 ms) and the reload; a second reload, were there one, is done by then.
+        time.sleep(2.0)
+        assert _backend_of(mg, pki, "moving@example.com") == target
+    with open(mg.routing_path, "a") as f:
+        f.write("# appended in place\n")
+    mg.signal(signal.SIGHUP)
+    edits += 1
+    time.sleep(2.0)
+    assert mg.running()
+    n = _reloads_logged(mg) - logged
+    assert n == edits, f"{n} reloads logged for {edits} edits, each with a SIGHUP"
+    assert mg.metric("mailgate_config_reloads_total", result="success") - counted == edits
+
+    # A change of the file alone (no SIGHUP) is still reloaded, once.
+    with open(mg.routing_path, "a") as f:
+        f.write("# appended, no signal\n")
+    deadline = time.monotonic() + 10
+    while _reloads_logged(mg) - logged == edits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    n = _reloads_logged(mg) - logged
+    assert n == edits + 1, f"a change without SIGHUP: {n - edits} reloads"

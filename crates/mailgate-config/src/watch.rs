@@ -2,9 +2,14 @@
 //! directory (not the file) catches in-place writes, editors' rename-over, and Kubernetes
 //! ConfigMap updates, which swap a `..data` symlink. The callback only signals; the caller
 //! reloads (on its blocking pool), and a reload of an unchanged file is a cheap no-op.
+//!
+//! The callback gets the instant the watcher saw the latest of the changes it reports (the
+//! write itself happened before): a reload that started reading after that instant has
+//! read the new bytes already, so the caller can skip the one this change would ask for
+//! (an edit followed by `SIGHUP` is then reloaded once, not twice).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::notify::{self, RecursiveMode};
@@ -53,8 +58,12 @@ fn changes(kind: &EventKind) -> bool {
     }
 }
 
-/// Watch `path` (through its directory) and call `on_change` after changes settle.
-pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Watcher, WatchError> {
+/// Watch `path` (through its directory) and call `on_change` after changes settle, with the
+/// instant the latest of them was seen.
+pub fn watch(
+    path: &Path,
+    on_change: impl Fn(Instant) + Send + 'static,
+) -> Result<Watcher, WatchError> {
     watch_with(path, DEBOUNCE, on_change)
 }
 
@@ -62,7 +71,7 @@ pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Watch
 pub fn watch_with(
     path: &Path,
     debounce: Duration,
-    on_change: impl Fn() + Send + 'static,
+    on_change: impl Fn(Instant) + Send + 'static,
 ) -> Result<Watcher, WatchError> {
     let dir = match path.parent() {
         Some(d) if d.as_os_str().is_empty() => PathBuf::from("."),
@@ -71,22 +80,27 @@ pub fn watch_with(
     };
     let name = path.file_name().map(|n| n.to_os_string());
     let handler = move |res: DebounceEventResult| {
-        let relevant = match &res {
-            // Errors (e.g. queue overflow) may hide a change: reload to be safe.
-            Err(_) => true,
-            Ok(events) => events.iter().any(|ev| {
-                ev.need_rescan()
-                    || changes(&ev.kind)
-                        && ev.paths.iter().any(|p| match p.file_name() {
-                            Some(f) => {
-                                Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..")
-                            }
-                            None => false,
-                        })
-            }),
+        let seen = match &res {
+            // Errors (e.g. queue overflow) may hide a change: reload to be safe, as of now.
+            Err(_) => Some(Instant::now()),
+            Ok(events) => events
+                .iter()
+                .filter(|ev| {
+                    ev.need_rescan()
+                        || changes(&ev.kind)
+                            && ev.paths.iter().any(|p| match p.file_name() {
+                                Some(f) => {
+                                    Some(f) == name.as_deref()
+                                        || f.to_string_lossy().starts_with("..")
+                                }
+                                None => false,
+                            })
+                })
+                .map(|ev| ev.time)
+                .max(),
         };
-        if relevant {
-            on_change();
+        if let Some(seen) = seen {
+            on_change(seen);
         }
     };
     let notify_err = |source| WatchError::Notify {

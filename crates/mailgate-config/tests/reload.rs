@@ -172,13 +172,22 @@ fn watcher_sees_in_place_write_and_rename_over() {
     let d = Dir::new();
     let path = d.write("routing.yaml", V1);
     let (tx, rx) = mpsc::channel();
-    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move || {
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move |seen| {
+        let _ = seen_tx.send(seen);
         let _ = tx.send(());
     })
     .expect("watch");
     drain(&rx);
+    while seen_rx.try_recv().is_ok() {}
+    let before_write = std::time::Instant::now();
     std::fs::write(&path, V2).expect("write");
     assert!(wait(&rx), "in-place write not seen");
+    // The instant passed is when the watcher saw the write: after it began, and well
+    // before the debounced callback (a reload started after it has read the new bytes).
+    let seen = seen_rx.try_recv().expect("seen");
+    assert!(seen >= before_write, "seen before the write");
+    assert!(seen <= std::time::Instant::now());
     assert_eq!(table_of(&path).backends().count(), 3);
     drain(&rx);
     let tmp = d.write(".routing.yaml.swp", V1);
@@ -216,7 +225,7 @@ fn watcher_sees_configmap_symlink_swap() {
     let (tx, rx) = mpsc::channel();
     let r2 = routing.clone();
     let p2 = path.clone();
-    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move || {
+    let _w = mailgate_config::watch_with(&path, Duration::from_millis(50), move |_| {
         if let Ok(l) = RoutingTable::load(&p2) {
             *r2.lock().expect("lock") = l.table;
         }

@@ -29,6 +29,7 @@ pub mod proxy_header;
 pub mod reload;
 pub mod reload_check;
 pub mod reload_metrics;
+pub mod reload_queue;
 pub mod runtime;
 pub mod session;
 pub mod splice;

@@ -1,6 +1,8 @@
 //! The one reloader. Every trigger — SIGHUP, a change of the routing file or of
 //! mailgate.yaml, `POST /reload` — is a request to one task, which runs them one at a time,
-//! in this order:
+//! coalesced (`reload_queue.rs`: the triggers that arrive during a reload make one more
+//! reload; a file change that a later-started reload already read makes none). A reload
+//! runs in this order:
 //!
 //! read and validate everything (mailgate.yaml, refusing keys only a restart applies; the
 //! certificates; the routing file — on the blocking pool; see `reload_check.rs`) → prepare
@@ -30,31 +32,12 @@ use crate::listener_set::ListenerSet;
 pub use crate::reload_check::ReloadError;
 use crate::reload_check::{self, Candidate};
 pub use crate::reload_metrics::ConfigMetrics;
+use crate::reload_queue::Queue;
 use crate::runtime::RuntimeHandle;
 use crate::session::SessionContext;
 use crate::topology;
 
-/// What asked for a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// SIGHUP.
-    Signal,
-    /// The routing file's or mailgate.yaml's directory changed.
-    FileChange,
-    /// `POST /reload`.
-    Admin,
-}
-
-impl Trigger {
-    /// Label for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Signal => "sighup",
-            Trigger::FileChange => "file_change",
-            Trigger::Admin => "admin",
-        }
-    }
-}
+pub use crate::reload_queue::Trigger;
 
 /// What a successful reload did.
 #[derive(Debug, Clone)]
@@ -93,78 +76,110 @@ pub struct ReloadPreview {
     pub routing_summary: String,
 }
 
-enum Reply {
-    Reload(Option<oneshot::Sender<Result<ReloadReport, ReloadError>>>),
-    Preview(oneshot::Sender<Result<ReloadPreview, ReloadError>>),
-}
-
-struct Request {
-    trigger: Trigger,
-    reply: Reply,
-}
+type ReloadTx = oneshot::Sender<Result<ReloadReport, ReloadError>>;
+type PreviewTx = oneshot::Sender<Result<ReloadPreview, ReloadError>>;
 
 /// Asks the reloader for a reload; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
-    tx: mpsc::Sender<Request>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("trigger", &self.trigger)
-            .finish()
-    }
+    queue: Arc<Queue<ReloadTx>>,
+    previews: mpsc::Sender<PreviewTx>,
 }
 
 impl ReloadHandle {
-    /// Reload and wait for the report.
+    /// Reload and wait for the report. A reload already queued is joined (its result is
+    /// this one's): it starts after this request, so it reads the files as they are now.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                trigger,
-                reply: Reply::Reload(Some(reply)),
-            })
-            .await
-            .map_err(|_| ReloadError::Stopped)?;
+        self.queue.push(trigger, None, Some(reply));
         rx.await.map_err(|_| ReloadError::Stopped)?
     }
 
     /// What a reload would do now, changing nothing (validated like a reload, but
     /// restart-only changes are listed instead of refusing).
-    pub async fn preview(&self, trigger: Trigger) -> Result<ReloadPreview, ReloadError> {
+    pub async fn preview(&self, _trigger: Trigger) -> Result<ReloadPreview, ReloadError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                trigger,
-                reply: Reply::Preview(reply),
-            })
+        self.previews
+            .send(reply)
             .await
             .map_err(|_| ReloadError::Stopped)?;
         rx.await.map_err(|_| ReloadError::Stopped)?
     }
 
-    /// Ask for a reload without waiting. While requests are queued, more are dropped:
-    /// the queued reload will read the files as they are then.
+    /// Ask for a reload without waiting; it joins the queued reload if there is one.
     pub fn request(&self, trigger: Trigger) {
-        let _ = self.tx.try_send(Request {
-            trigger,
-            reply: Reply::Reload(None),
-        });
+        self.queue.push(trigger, None, None);
+    }
+
+    /// The watcher saw a change at `seen`: a reload unless one that started after `seen`
+    /// has run (or is queued to run) by the time this is served.
+    pub fn file_changed(&self, seen: std::time::Instant) {
+        let seen = tokio::time::Instant::from_std(seen);
+        self.queue.push(Trigger::FileChange, Some(seen), None);
+    }
+
+    /// File changes skipped so far because a reload that started later had read them.
+    pub fn file_changes_skipped(&self) -> u64 {
+        self.queue.dropped()
     }
 }
 
 /// The requests waiting for the reloader task.
 #[derive(Debug)]
 pub struct ReloadInbox {
-    rx: mpsc::Receiver<Request>,
+    queue: Arc<Queue<ReloadTx>>,
+    previews: mpsc::Receiver<PreviewTx>,
 }
 
 /// A handle and the inbox it sends to.
 pub fn channel() -> (ReloadHandle, ReloadInbox) {
+    let queue = Arc::new(Queue::default());
     let (tx, rx) = mpsc::channel(8);
-    (ReloadHandle { tx }, ReloadInbox { rx })
+    (
+        ReloadHandle {
+            queue: queue.clone(),
+            previews: tx,
+        },
+        ReloadInbox {
+            queue,
+            previews: rx,
+        },
+    )
+}
+
+/// Closes the queue when the reloader ends, however it ends: waiters see `Stopped`.
+struct CloseOnDrop(Arc<Queue<ReloadTx>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Sends one reload's result to everyone who waits for it.
+fn answer(waiters: Vec<(Trigger, ReloadTx)>, result: Result<ReloadReport, ReloadError>) {
+    if waiters.len() <= 1 {
+        if let Some((_, tx)) = waiters.into_iter().next() {
+            let _ = tx.send(result);
+        }
+        return;
+    }
+    match result {
+        Ok(report) => {
+            for (trigger, tx) in waiters {
+                let _ = tx.send(Ok(ReloadReport {
+                    trigger,
+                    ..report.clone()
+                }));
+            }
+        }
+        Err(e) => {
+            let shared = Arc::new(e);
+            for (_, tx) in waiters {
+                let _ = tx.send(Err(ReloadError::Coalesced(shared.clone())));
+            }
+        }
+    }
 }
 
 /// Everything a reload changes.
@@ -200,36 +215,36 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Serve requests one at a time until `stop`.
-    pub async fn run(mut self, mut inbox: ReloadInbox, stop: CancellationToken) {
+    /// Serve requests one at a time until `stop`: reloads as [`Queue`] coalesces them,
+    /// dry runs in between.
+    pub async fn run(mut self, inbox: ReloadInbox, stop: CancellationToken) {
+        let ReloadInbox {
+            queue,
+            mut previews,
+        } = inbox;
+        let _close = CloseOnDrop(queue.clone());
         loop {
-            let request = tokio::select! {
-                r = inbox.rx.recv() => match r {
-                    Some(r) => r,
-                    None => return,
-                },
-                _ = stop.cancelled() => return,
-            };
-            let reply = match request.reply {
-                Reply::Preview(tx) => {
-                    let _ = tx.send(self.preview().await);
+            let batch = tokio::select! {
+                b = queue.next() => b,
+                p = previews.recv() => {
+                    if let Some(tx) = p {
+                        let _ = tx.send(self.preview().await);
+                    }
                     continue;
                 }
-                Reply::Reload(reply) => reply,
+                _ = stop.cancelled() => return,
             };
-            let result = self.reload_once(request.trigger).await;
+            let result = self.reload_once(batch.trigger, batch.requests).await;
             if let Err(e) = &result {
                 self.metrics.record_refused(e);
                 tracing::error!(
-                    trigger = request.trigger.as_str(),
+                    trigger = batch.trigger.as_str(),
                     reason = e.reason(),
                     error = %e,
                     "reload refused; nothing changed"
                 );
             }
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
+            answer(batch.waiters, result);
         }
     }
 
@@ -263,7 +278,11 @@ impl Reloader {
         })
     }
 
-    async fn reload_once(&mut self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+    async fn reload_once(
+        &mut self,
+        trigger: Trigger,
+        coalesced: usize,
+    ) -> Result<ReloadReport, ReloadError> {
         let path = self.config_path.clone();
         let current = self.config.clone();
         let candidate =
@@ -360,12 +379,14 @@ impl Reloader {
             config = %config_diff.summary(),
             listeners = %listener_changes.join(", "),
             sessions_to_move,
+            triggers = coalesced,
             "configuration reloaded"
         );
         self.config = config;
         // The snapshot this reload replaced; if it held the last reference to the old
-        // table, freeing that is the blocking pool's work too.
-        drop(tokio::task::spawn_blocking(move || drop(old)));
+        // table, freeing that is the blocking pool's work too, done before the next reload
+        // starts (so no reload parses while an older table is still being freed).
+        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
         Ok(ReloadReport {
             trigger,
             routing_version: new_table.version_hex(),
@@ -408,7 +429,7 @@ pub fn spawn_triggers(
     let mut watchers = Vec::new();
     for path in files {
         let file = handle.clone();
-        match mailgate_config::watch(path, move || file.request(Trigger::FileChange)) {
+        match mailgate_config::watch(path, move |seen| file.file_changed(seen)) {
             Ok(w) => watchers.push(w),
             Err(e) => {
                 tracing::warn!(error = %e, file = %path.display(), "cannot watch; reload with SIGHUP");

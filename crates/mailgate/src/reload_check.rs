@@ -41,6 +41,10 @@ pub enum ReloadError {
     /// The reloader is not running (shutdown).
     #[error("the reloader has stopped")]
     Stopped,
+    /// The failure of the reload this request was joined with (one reload served several
+    /// requests that waited for it).
+    #[error("{0}")]
+    Coalesced(std::sync::Arc<ReloadError>),
 }
 
 impl ReloadError {
@@ -55,6 +59,7 @@ impl ReloadError {
             ReloadError::Log(_) => "log",
             ReloadError::OverBudget(_) => "over_budget",
             ReloadError::Task(_) | ReloadError::Stopped => "internal",
+            ReloadError::Coalesced(e) => e.reason(),
         }
     }
 
