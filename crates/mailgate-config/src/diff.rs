@@ -220,32 +220,51 @@ impl RoutingTable {
                 });
             }
         };
-        // One probe per key for the million-domain case: an old key's own entry is its old
-        // route, and when every key of `newer` was found among the old ones, `newer` has no
-        // key of its own to visit.
-        let mut in_both = 0usize;
-        for (k, e) in self.domains.iter() {
-            let new = match newer.domains.get(k) {
-                Some(n) => {
-                    in_both += 1;
+        // The million-domain case: both tables keep their domains in file order, and an
+        // edit leaves almost all of them in place, so the old keys are walked side by side
+        // with the new ones (no hashing while they line up). Where they do not, one probe
+        // finds the key in `newer` and the walk goes on after it; the new keys passed over
+        // are the only ones that can be missing from the old table.
+        let mut cursor = 0u32;
+        let mut passed: Vec<(u32, u32)> = Vec::new();
+        for old in self.domains.records(0) {
+            let k = old.key_str();
+            let in_step = newer
+                .domains
+                .record(cursor)
+                .filter(|(n, _)| n.key == old.key);
+            let found = in_step.or_else(|| {
+                let off = newer.domains.offset_of(old.key)?;
+                let (n, next) = newer.domains.record(off)?;
+                if off > cursor {
+                    passed.push((cursor, off));
+                    Some((n, next))
+                } else {
+                    // Behind the walk: passed over already (and looked at there).
+                    Some((n, cursor))
+                }
+            });
+            let new = match found {
+                Some((n, next)) => {
+                    cursor = next;
                     Some(newer.name_of(n.backend))
                 }
                 None => newer.wildcard_or_default(k).map(|(i, _)| newer.name_of(i)),
             };
-            push(&mut d.domains, k, Some(self.name_of(e.backend)), new);
+            push(&mut d.domains, k, Some(self.name_of(old.backend)), new);
         }
-        if in_both < newer.domains.len() {
-            for k in newer
-                .domains
-                .keys()
-                .filter(|k| !self.domains.contains_key(k))
-            {
-                push(
-                    &mut d.domains,
-                    k,
-                    self.domain_target(k),
-                    newer.domain_target(k),
-                );
+        passed.push((cursor, u32::MAX));
+        for (from, to) in passed {
+            for n in newer.domains.records(from).take_while(|n| n.off < to) {
+                let k = n.key_str();
+                if !self.domains.contains_key(k) {
+                    push(
+                        &mut d.domains,
+                        k,
+                        self.domain_target(k),
+                        newer.domain_target(k),
+                    );
+                }
             }
         }
         let wild = |t: &RoutingTable| {

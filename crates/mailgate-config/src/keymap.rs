@@ -1,9 +1,12 @@
-//! A string-keyed map sized for a million domains: every key lives in one byte arena
-//! (a length byte, then the key), and the hash table holds 12-byte records (the key's
-//! offset, the backend index, the line and the `has_users` bit) instead of a heap
-//! allocation and a fat pointer per key. A lookup is one probe of the table and one read of
-//! the arena. The hasher is std's `RandomState`, seeded per process: a hoster's customers
-//! choose their domain names, so the keys are not trusted to be collision-free.
+//! A string-keyed map sized for a million domains: every key lives in one byte arena, in
+//! insertion (file) order, as a record `[length: u8][backend: u32 LE][key bytes]`, and the
+//! hash table holds 8-byte slots (the record's offset, the line and the `has_users` bit)
+//! instead of a heap allocation and a fat pointer per key. A lookup is one probe of the
+//! table and one read of the arena (key and backend in the same cache line). Walking the
+//! arena gives the keys in file order, which lets the diff of two tables built from nearly
+//! the same file compare them side by side instead of probing a million keys
+//! ([`KeyMap::records`]). The hasher is std's `RandomState`, seeded per process: a hoster's
+//! customers choose their domain names, so the keys are not trusted to be collision-free.
 //!
 //! Keys are normalised names (domains ≤ 253 bytes, addresses ≤ 254): a key over 255 bytes is
 //! refused by [`KeyMap::insert`], never truncated.
@@ -24,26 +27,50 @@ pub(crate) struct Entry {
     pub has_users: bool,
 }
 
-/// The stored record of one key (12 bytes).
+/// The slot of one key in the hash table (8 bytes).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// Offset of the key's length byte in the arena.
+    /// Offset of the key's record in the arena.
     off: u32,
-    backend: u32,
     /// The line in the low 31 bits, `has_users` in the top bit.
     line_flags: u32,
 }
 
 const HAS_USERS: u32 = 1 << 31;
+/// Length byte and backend index before the key bytes.
+const HEAD: usize = 5;
 
-impl Slot {
-    fn entry(self) -> Entry {
-        Entry {
-            backend: self.backend,
-            line: self.line_flags & !HAS_USERS,
-            has_users: self.line_flags & HAS_USERS != 0,
-        }
+/// One record of the arena, read in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    /// Offset of the record (what [`KeyMap::offset_of`] gives).
+    pub off: u32,
+    /// The key's bytes.
+    pub key: &'a [u8],
+    /// The backend index.
+    pub backend: u32,
+}
+
+impl Record<'_> {
+    /// The key as text (keys go in as `&str`; an impossible invalid one reads as empty).
+    pub fn key_str(&self) -> &str {
+        std::str::from_utf8(self.key).unwrap_or_default()
     }
+}
+
+/// The record at `off`, and where the next one starts.
+fn record_at(arena: &[u8], off: u32) -> Option<(Record<'_>, u32)> {
+    let at = off as usize;
+    let head = arena.get(at..at + HEAD)?;
+    let len = head[0] as usize;
+    let backend = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+    let key = arena.get(at + HEAD..at + HEAD + len)?;
+    let next = u32::try_from(at + HEAD + len).ok()?;
+    Some((Record { off, key, backend }, next))
+}
+
+fn key_at(arena: &[u8], off: u32) -> &[u8] {
+    record_at(arena, off).map_or(&[], |(r, _)| r.key)
 }
 
 /// Why a key was not inserted.
@@ -68,17 +95,11 @@ impl Default for KeyMap {
     }
 }
 
-fn key_at(arena: &[u8], off: u32) -> &[u8] {
-    let off = off as usize;
-    let len = arena.get(off).copied().unwrap_or(0) as usize;
-    arena.get(off + 1..off + 1 + len).unwrap_or_default()
-}
-
 impl KeyMap {
     /// Room for `keys` keys of `bytes` bytes in all without growing.
     pub fn with_capacity(keys: usize, bytes: usize) -> Self {
         KeyMap {
-            arena: Vec::with_capacity(bytes + keys),
+            arena: Vec::with_capacity(bytes + keys * (HEAD - 1)),
             table: HashTable::with_capacity(keys),
             hasher: RandomState::new(),
         }
@@ -96,9 +117,39 @@ impl KeyMap {
             .find(hash, |s| key_at(arena, s.off) == key.as_bytes())
     }
 
+    fn entry(&self, slot: &Slot) -> Entry {
+        Entry {
+            backend: record_at(&self.arena, slot.off).map_or(u32::MAX, |(r, _)| r.backend),
+            line: slot.line_flags & !HAS_USERS,
+            has_users: slot.line_flags & HAS_USERS != 0,
+        }
+    }
+
     /// The entry of `key`.
     pub fn get(&self, key: &str) -> Option<Entry> {
-        self.find(key).map(|s| s.entry())
+        self.find(key).map(|s| self.entry(s))
+    }
+
+    /// The offset of `key`'s record.
+    pub fn offset_of(&self, key: &[u8]) -> Option<u32> {
+        let key = std::str::from_utf8(key).ok()?;
+        self.find(key).map(|s| s.off)
+    }
+
+    /// The record at `off` and the offset of the next one.
+    pub fn record(&self, off: u32) -> Option<(Record<'_>, u32)> {
+        record_at(&self.arena, off)
+    }
+
+    /// Every record from `from` on, in insertion order (`from`: 0 or an offset
+    /// [`Record::off`] or [`KeyMap::offset_of`] gave).
+    pub fn records(&self, from: u32) -> impl Iterator<Item = Record<'_>> + '_ {
+        let mut at = Some(from);
+        std::iter::from_fn(move || {
+            let (r, next) = record_at(&self.arena, at?)?;
+            at = Some(next);
+            Some(r)
+        })
     }
 
     /// Whether `key` is there.
@@ -120,14 +171,17 @@ impl KeyMap {
             |s| key_at(arena, s.off) == key.as_bytes(),
             |s| hasher.hash_one(key_str(arena, s.off)),
         ) {
-            TableEntry::Occupied(o) => Err(Refused::Duplicate(o.get().entry())),
+            TableEntry::Occupied(o) => {
+                let first = *o.get();
+                Err(Refused::Duplicate(self.entry(&first)))
+            }
             TableEntry::Vacant(v) => {
                 v.insert(Slot {
                     off,
-                    backend: entry.backend,
                     line_flags: entry.line | if entry.has_users { HAS_USERS } else { 0 },
                 });
                 self.arena.push(len);
+                self.arena.extend_from_slice(&entry.backend.to_le_bytes());
                 self.arena.extend_from_slice(key.as_bytes());
                 Ok(())
             }
@@ -159,7 +213,7 @@ impl KeyMap {
     pub fn iter(&self) -> impl Iterator<Item = (&str, Entry)> + '_ {
         self.table
             .iter()
-            .map(|s| (key_str(&self.arena, s.off), s.entry()))
+            .map(|s| (key_str(&self.arena, s.off), self.entry(s)))
     }
 
     /// Every key, in no particular order.
