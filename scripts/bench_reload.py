@@ -7,7 +7,7 @@ ROUTING (e.g. 1,000,000 domains from `cargo run -p mailgate-config --release --e
 gen_routing`), `health.interval: 60s`, no sessions; then EDITS times: append a comment to the
 routing file, send SIGHUP right after, time until /status shows the new routing version,
 mailgate's CPU (utime+stime) over the edit plus 3 s, and the "configuration reloaded" lines
-the edit caused. At the end the process's peak RSS (VmHWM).
+the edit caused. The process's peak RSS (VmHWM) after the start and at the end.
 
     scripts/bench_reload.py ROUTING BIN [BIN...] [--rounds 2] [--edits 3]
 """
@@ -77,6 +77,7 @@ def run_one(binary: str, routing: Path, edits: int) -> dict:
             time.sleep(0.05)
         ready = time.monotonic() - t0
         time.sleep(2.0)
+        start_peak = hwm_mib(proc.pid)
         rows = []
         for i in range(edits):
             before_v = version(admin)
@@ -96,9 +97,10 @@ def run_one(binary: str, routing: Path, edits: int) -> dict:
                 "wall_s": round(wall, 2),
                 "cpu_s": round(cpu_s(proc.pid) - c0, 2),
                 "reloads": log.read_text().count("configuration reloaded") - before_log,
+                "peak_mib": round(hwm_mib(proc.pid)),
             })
         return {"binary": binary, "ready_s": round(ready, 2), "edits": rows,
-                "peak_mib": round(hwm_mib(proc.pid))}
+                "start_peak_mib": round(start_peak), "peak_mib": round(hwm_mib(proc.pid))}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
