@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod proxy_header;
 pub mod reload;
 pub mod reload_check;
+pub mod reload_lane;
 pub mod reload_metrics;
 pub mod reload_queue;
 pub mod runtime;

@@ -31,6 +31,7 @@ use crate::backend::BackendClient;
 use crate::listener_set::ListenerSet;
 pub use crate::reload_check::ReloadError;
 use crate::reload_check::{self, Candidate};
+use crate::reload_lane::Lane;
 pub use crate::reload_metrics::ConfigMetrics;
 use crate::reload_queue::Queue;
 use crate::runtime::RuntimeHandle;
@@ -223,18 +224,19 @@ impl Reloader {
             mut previews,
         } = inbox;
         let _close = CloseOnDrop(queue.clone());
+        let lane = Lane::start();
         loop {
             let batch = tokio::select! {
                 b = queue.next() => b,
                 p = previews.recv() => {
                     if let Some(tx) = p {
-                        let _ = tx.send(self.preview().await);
+                        let _ = tx.send(self.preview(&lane).await);
                     }
                     continue;
                 }
                 _ = stop.cancelled() => return,
             };
-            let result = self.reload_once(batch.trigger, batch.requests).await;
+            let result = self.reload_once(&lane, batch.trigger, batch.requests).await;
             if let Err(e) = &result {
                 self.metrics.record_refused(e);
                 tracing::error!(
@@ -248,13 +250,14 @@ impl Reloader {
         }
     }
 
-    async fn preview(&self) -> Result<ReloadPreview, ReloadError> {
+    async fn preview(&self, lane: &Lane) -> Result<ReloadPreview, ReloadError> {
         let path = self.config_path.clone();
         let current = self.config.clone();
         let running = self.runtime.snapshot().routing.clone();
-        // Parsing, the routing diff and freeing the candidate table: all blocking work.
-        let (config, config_diff, restart, routing_summary) =
-            tokio::task::spawn_blocking(move || {
+        // Parsing, the routing diff and freeing the candidate table: all blocking work, on
+        // the reload thread.
+        let (config, config_diff, restart, routing_summary) = lane
+            .run(move || {
                 reload_check::preview(path.as_deref(), &current).map(|(candidate, restart)| {
                     let summary = running.diff(&candidate.table).summary();
                     (candidate.config, candidate.diff, restart, summary)
@@ -280,15 +283,16 @@ impl Reloader {
 
     async fn reload_once(
         &mut self,
+        lane: &Lane,
         trigger: Trigger,
         coalesced: usize,
     ) -> Result<ReloadReport, ReloadError> {
         let path = self.config_path.clone();
         let current = self.config.clone();
-        let candidate =
-            tokio::task::spawn_blocking(move || reload_check::candidate(path.as_deref(), &current))
-                .await
-                .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let candidate = lane
+            .run(move || reload_check::candidate(path.as_deref(), &current))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))??;
         let Candidate {
             config,
             diff: config_diff,
@@ -307,20 +311,21 @@ impl Reloader {
 
         let old = self.runtime.snapshot();
         // The diff walks every domain, and an unchanged candidate is a whole table to free:
-        // both off the runtime's workers (a 1M-domain table: ~0.3 s each).
+        // both off the runtime's workers, on the reload thread (`reload_lane.rs`).
         let running = old.routing.clone();
-        let (new_table, unchanged, diff) = tokio::task::spawn_blocking(move || {
-            if table.version() == running.version() {
-                drop(table);
-                (running, true, mailgate_config::RoutingDiff::default())
-            } else {
-                let new_table = Arc::new(table);
-                let diff = running.diff(&new_table);
-                (new_table, false, diff)
-            }
-        })
-        .await
-        .map_err(|e| ReloadError::Task(e.to_string()))?;
+        let (new_table, unchanged, diff) = lane
+            .run(move || {
+                if table.version() == running.version() {
+                    drop(table);
+                    (running, true, mailgate_config::RoutingDiff::default())
+                } else {
+                    let new_table = Arc::new(table);
+                    let diff = running.diff(&new_table);
+                    (new_table, false, diff)
+                }
+            })
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))?;
         // Moves that would push a backend over max_sessions: flagged; strict refuses here.
         let over_budget =
             self.guard
@@ -386,7 +391,7 @@ impl Reloader {
         // The snapshot this reload replaced; if it held the last reference to the old
         // table, freeing that is the blocking pool's work too, done before the next reload
         // starts (so no reload parses while an older table is still being freed).
-        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        let _ = lane.run(move || drop(old)).await;
         Ok(ReloadReport {
             trigger,
             routing_version: new_table.version_hex(),
