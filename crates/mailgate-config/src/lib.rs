@@ -7,7 +7,7 @@
 //! - [`watch`]: calls back when the routing file's directory changes (the server's one
 //!   reloader parses, validates, diffs and swaps).
 //!
-//! No sockets, no async runtime: the server drives reloads from its blocking pool.
+//! No sockets, no async runtime: the server drives reloads from a thread of its own.
 #![forbid(unsafe_code)]
 
 mod config;

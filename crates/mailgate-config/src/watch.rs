@@ -1,7 +1,7 @@
 //! Watches the routing file's directory and calls back after changes settle. Watching the
 //! directory (not the file) catches in-place writes, editors' rename-over, and Kubernetes
 //! ConfigMap updates, which swap a `..data` symlink. The callback only signals; the caller
-//! reloads (on its blocking pool), and a reload of an unchanged file is a cheap no-op.
+//! reloads (on a thread of its own), and a reload of an unchanged file is a cheap no-op.
 //!
 //! The callback gets the instant the watcher saw the latest of the changes it reports (the
 //! write itself happened before): a reload that started reading after that instant has

@@ -5,9 +5,9 @@
 //! runs in this order:
 //!
 //! read and validate everything (mailgate.yaml, refusing keys only a restart applies; the
-//! certificates; the routing file — on the blocking pool; see `reload_check.rs`) → prepare
-//! the log filter and bind added listeners → diff the routing table against the one it
-//! replaces → store the new runtime snapshot → health settings, targets and probes →
+//! certificates; the routing file — on the reload thread, `reload_lane.rs`; see
+//! `reload_check.rs`) → prepare the log filter and bind added listeners → diff the routing
+//! table against the one it replaces → store the new runtime snapshot → health settings, targets and probes →
 //! client limits, log level and format, listeners added and removed → re-read the admin
 //! token → kick the sessions whose route moved → metrics → one log line.
 //!
@@ -389,7 +389,7 @@ impl Reloader {
         );
         self.config = config;
         // The snapshot this reload replaced; if it held the last reference to the old
-        // table, freeing that is the blocking pool's work too, done before the next reload
+        // table, freeing that is the reload thread's work too, done before the next reload
         // starts (so no reload parses while an older table is still being freed).
         let _ = lane.run(move || drop(old)).await;
         Ok(ReloadReport {

@@ -1,7 +1,7 @@
 //! The first half of a reload: read and validate everything a reload would apply —
 //! `mailgate.yaml`, the certificates it names, the routing file — and refuse a new
-//! `mailgate.yaml` that changes a key only a restart applies. Runs on the blocking pool and
-//! changes nothing; the reloader swaps only once all of it succeeded.
+//! `mailgate.yaml` that changes a key only a restart applies. Runs on the reload thread
+//! (`reload_lane.rs`) and changes nothing; the reloader swaps only once all of it succeeded.
 
 use std::path::Path;
 
