@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use mailgate_config::{LogConfig, LogFormat};
 
 use super::NonBlocking;
+use super::plain_fields::PlainFields;
 use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
@@ -73,7 +74,8 @@ fn fmt_layer(format: LogFormat, writer: NonBlocking, ansi: bool) -> FmtLayer {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Json => Box::new(layer.with_ansi(false).json().flatten_event(true)),
-        LogFormat::Text => Box::new(layer.with_ansi(ansi)),
+        LogFormat::Text if ansi => Box::new(layer.with_ansi(true)),
+        LogFormat::Text => Box::new(layer.with_ansi(false).fmt_fields(PlainFields)),
     }
 }
 
