@@ -94,8 +94,13 @@ impl Capabilities {
     /// The atoms of an IMAP capability list (after `CAPABILITY`, up to `]` or the end).
     pub fn from_imap(list: &[u8]) -> Self {
         let end = list.iter().position(|&b| b == b']').unwrap_or(list.len());
+        Self::from_imap_atoms(words(&list[..end]))
+    }
+
+    /// [`from_imap`](Self::from_imap) of atoms already split.
+    pub(crate) fn from_imap_atoms<'a>(atoms: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut caps = Capabilities::default();
-        for atom in words(&list[..end]).filter_map(clean) {
+        for atom in atoms.filter_map(clean) {
             if let Some(mech) = atom.strip_prefix("AUTH=") {
                 caps.add_mechanism(mech.to_string());
             }
