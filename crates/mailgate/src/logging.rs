@@ -22,6 +22,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod plain_fields;
+mod plain_line;
 mod reload_layer;
 pub use reload_layer::{LogReload, LogReloadError, PreparedLog, reload_handle};
 use reload_layer::{RELOAD, reloadable};

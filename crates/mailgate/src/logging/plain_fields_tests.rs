@@ -7,6 +7,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::PlainFields;
+use crate::logging::plain_line::PlainLine;
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -74,6 +75,7 @@ fn events() {
     );
     tracing::info!(only = "fields", message = "explicit message");
     tracing::info!("");
+    tracing::trace!(level = "trace", "every level");
     tracing::debug!(
         empty = "",
         zero = 0u64,
@@ -96,29 +98,48 @@ fn events() {
     );
 }
 
-fn render(plain: bool) -> String {
+/// The formatters under test: tracing-subscriber's, ours for the fields, ours for both.
+#[derive(Clone, Copy)]
+enum Formatters {
+    Default,
+    Fields,
+    FieldsAndLine,
+}
+
+fn render(which: Formatters) -> String {
     let buf = Buf::default();
     let base = tracing_subscriber::fmt::layer()
         .with_writer(buf.clone())
-        .with_ansi(false)
-        .without_time();
+        .with_ansi(false);
     let layer: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> =
-        if plain {
-            Box::new(base.fmt_fields(PlainFields))
-        } else {
-            Box::new(base)
+        match which {
+            Formatters::Default => Box::new(base.without_time()),
+            Formatters::Fields => Box::new(base.without_time().fmt_fields(PlainFields)),
+            Formatters::FieldsAndLine => Box::new(
+                base.event_format(PlainLine { time: false })
+                    .fmt_fields(PlainFields),
+            ),
         };
     let subscriber = tracing_subscriber::registry()
         .with(layer)
         .with(tracing_subscriber::filter::LevelFilter::TRACE);
-    tracing::subscriber::with_default(subscriber, events);
+    tracing::subscriber::with_default(subscriber, || {
+        events();
+        // An event of the `log` crate: its own target and level.
+        let record = log::Record::builder()
+            .args(format_args!("from log"))
+            .level(log::Level::Warn)
+            .target("some::crate")
+            .module_path(Some("some::crate"))
+            .build();
+        tracing_log::format_trace(&record).expect("log record");
+    });
     String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8")
 }
 
 #[test]
 fn the_same_bytes_as_default_fields() {
-    let default = render(false);
-    let plain = render(true);
+    let default = render(Formatters::Default);
     assert!(default.lines().count() >= 6, "{default}");
     assert!(default.contains("session closed client=192.0.2.7:40001 domain=\"example.com\""));
     assert!(default.contains("late=7"), "{default}");
@@ -126,8 +147,48 @@ fn the_same_bytes_as_default_fields() {
         default.contains("\\x1b"),
         "the message is escaped: {default}"
     );
-    for (d, p) in default.lines().zip(plain.lines()) {
-        assert_eq!(d, p);
+    assert!(default.contains(" WARN some::crate: from log"), "{default}");
+    for plain in [
+        render(Formatters::Fields),
+        render(Formatters::FieldsAndLine),
+    ] {
+        for (d, p) in default.lines().zip(plain.lines()) {
+            assert_eq!(d, p);
+        }
+        assert_eq!(default, plain);
     }
-    assert_eq!(default, plain);
+}
+
+/// The time of a line: what tracing-subscriber's `SystemTime` writes, between the times
+/// before and after the event.
+#[test]
+fn the_time_as_tracing_subscriber_writes_it() {
+    let lines = |which: Formatters| {
+        let buf = Buf::default();
+        let base = tracing_subscriber::fmt::layer()
+            .with_writer(buf.clone())
+            .with_ansi(false);
+        let layer: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> =
+            match which {
+                Formatters::FieldsAndLine => Box::new(
+                    base.event_format(PlainLine { time: true })
+                        .fmt_fields(PlainFields),
+                ),
+                _ => Box::new(base),
+            };
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let before = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        tracing::subscriber::with_default(subscriber, || tracing::info!(n = 1u64, "timed"));
+        let after = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let line = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        let (time, rest) = line.split_at(before.len());
+        assert!(
+            before.as_str() <= time && time <= after.as_str(),
+            "{before} {line} {after}"
+        );
+        assert_eq!(time.len(), "2026-12-01T17:40:00.123456Z".len(), "{line}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+        rest.to_string()
+    };
+    assert_eq!(lines(Formatters::Default), lines(Formatters::FieldsAndLine));
 }

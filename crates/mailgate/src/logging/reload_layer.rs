@@ -30,6 +30,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::NonBlocking;
 use super::plain_fields::PlainFields;
+use super::plain_line::PlainLine;
 
 type FmtLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -219,7 +220,12 @@ fn fmt_layer(format: LogFormat, writer: NonBlocking, ansi: bool) -> FmtLayer {
     match format {
         LogFormat::Json => Box::new(layer.with_ansi(false).json().flatten_event(true)),
         LogFormat::Text if ansi => Box::new(layer.with_ansi(true)),
-        LogFormat::Text => Box::new(layer.with_ansi(false).fmt_fields(PlainFields)),
+        LogFormat::Text => Box::new(
+            layer
+                .with_ansi(false)
+                .event_format(PlainLine { time: true })
+                .fmt_fields(PlainFields),
+        ),
     }
 }
 
