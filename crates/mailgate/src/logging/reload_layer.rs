@@ -168,6 +168,9 @@ impl Handles {
         self.current.filter.store(Arc::new(filter));
         self.current.spans.store(spans, Ordering::Relaxed);
         tracing_core::callsite::rebuild_interest_cache();
+        // Records of the `log` crate (rustls, ...) are cut at `log`'s own maximum first:
+        // the one the rebuild just computed (what `tracing_subscriber::reload` does).
+        tracing_log::log::set_max_level(tracing_log::AsLog::as_log(&LevelFilter::current()));
     }
 
     fn set_fmt(&self, format: LogFormat, layer: FmtLayer) {
