@@ -42,6 +42,16 @@ pub(crate) fn lacks_mechanism(caps: &Capabilities, login: &LoginRequest) -> bool
     replay_mechanism(login).is_some_and(|m| caps.lists_mechanisms() && !caps.has_mechanism(m))
 }
 
+/// [`lacks_mechanism`] with the list made only when the login needs a mechanism (a
+/// password login without an authorization identity needs none): the upstream engines
+/// keep the backend's list as it came and parse it only then.
+pub(crate) fn lacks_mechanism_in(
+    caps: impl FnOnce() -> Capabilities,
+    login: &LoginRequest,
+) -> bool {
+    replay_mechanism(login).is_some() && lacks_mechanism(&caps(), login)
+}
+
 /// mailgate's own refusal of such a login, in place of the backend's verdict.
 pub(crate) fn mechanism_refusal(text: &str) -> LoginVerdict {
     LoginVerdict::Rejected(BackendReply {

@@ -21,7 +21,7 @@ use super::encode;
 use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::capability::{
-    Capabilities, IMAP_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal, replay_mechanism,
+    Capabilities, IMAP_MECHANISM_UNSUPPORTED, lacks_mechanism_in, mechanism_refusal,
 };
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
@@ -333,7 +333,7 @@ impl ImapUpstream {
         // error: mailgate answers for it, sending neither ID nor the credentials. (A
         // password login without an authorization identity needs no mechanism: the list
         // is not parsed for it.)
-        if replay_mechanism(&self.login).is_some() && lacks_mechanism(&caps.public(), &self.login) {
+        if lacks_mechanism_in(|| caps.public(), &self.login) {
             let refusal = mechanism_refusal(IMAP_MECHANISM_UNSUPPORTED);
             self.out.push_back(UpstreamAction::Done(refusal));
             self.phase = Phase::Done;
