@@ -102,7 +102,11 @@ fn a_level_reload_changes_what_is_logged() {
         tracing::trace!("trace-2");
         tracing::info!("mark-2");
         // `log` records (rustls, ...) are let through to debug as well.
-        assert!(log::max_level() >= log::LevelFilter::Debug, "{}", log::max_level());
+        assert!(
+            log::max_level() >= log::LevelFilter::Debug,
+            "{}",
+            log::max_level()
+        );
         let debug = buf.until("mark-2");
         assert!(
             debug.contains("debug-2") && !debug.contains("trace-2"),
