@@ -32,7 +32,7 @@ fn push_decimal(buf: &mut [u8], mut at: usize, n: u16) -> usize {
 }
 
 /// `ip` (and `:port`) as `Display` writes them, in `buf`.
-fn v4<'a>(buf: &'a mut [u8; V4_WITH_PORT], ip: Ipv4Addr, port: Option<u16>) -> &'a str {
+fn v4(buf: &mut [u8; V4_WITH_PORT], ip: Ipv4Addr, port: Option<u16>) -> &str {
     let mut at = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
