@@ -243,18 +243,22 @@ impl BackendHealth {
     /// The median of the recent latency samples at `now`, with the number of samples, or
     /// `None` with fewer than `latency_min_samples`.
     pub fn windowed_latency(&self, now: Instant) -> Option<(Duration, usize)> {
-        let window = self.settings.latency_window;
+        // In the window: at most `latency_window` before `now` (one comparison per sample,
+        // not a duration); every sample when the window reaches before the clock's start.
+        let cutoff = now.checked_sub(self.settings.latency_window);
         let mut recent: Vec<Duration> = self
             .latencies
             .iter()
-            .filter(|(at, _)| now.saturating_duration_since(*at) <= window)
+            .filter(|(at, _)| cutoff.is_none_or(|c| *at >= c))
             .map(|(_, d)| *d)
             .collect();
         if recent.is_empty() || recent.len() < self.settings.latency_min_samples {
             return None;
         }
-        recent.sort_unstable();
-        Some((recent[recent.len() / 2], recent.len()))
+        // The median: the element a sort would put in the middle, without the sort.
+        let mid = recent.len() / 2;
+        let (_, median, _) = recent.select_nth_unstable(mid);
+        Some((*median, recent.len()))
     }
 
     /// Feed one event; returns the transition it caused, if any.

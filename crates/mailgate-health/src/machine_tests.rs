@@ -255,6 +255,48 @@ fn old_samples_leave_the_window() {
     assert_eq!(r.m.windowed_latency(later), None);
 }
 
+/// The window's edge and the median, against the definitions: samples no more than
+/// `latency_window` before `now` (later ones too), the middle one of them sorted.
+#[test]
+fn windowed_latency_is_the_median_of_the_window() {
+    let settings = HealthSettings {
+        latency_samples: 64,
+        latency_min_samples: 1,
+        ..HealthSettings::default()
+    };
+    let window = settings.latency_window;
+    let mut r = Rig::with(settings);
+    let mut x: u64 = 7;
+    for i in 0..40u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = r.t0 + Duration::from_secs(i * 3);
+        r.m.push_latency(ms(x >> 54), at);
+    }
+    let last = r.t0 + Duration::from_secs(39 * 3);
+    for now in [
+        last,
+        last + window,
+        r.t0 + window,
+        r.t0 + Duration::from_secs(50),
+        r.t0,
+    ] {
+        let mut recent: Vec<Duration> =
+            r.m.latencies
+                .iter()
+                .filter(|(at, _)| now.saturating_duration_since(*at) <= window)
+                .map(|(_, d)| *d)
+                .collect();
+        recent.sort_unstable();
+        let expected = (!recent.is_empty()).then(|| (recent[recent.len() / 2], recent.len()));
+        assert_eq!(r.m.windowed_latency(now), expected, "at {:?}", now - r.t0);
+    }
+    // Exactly `latency_window` old: still in.
+    let edge = r.t0 + window;
+    assert_eq!(r.m.windowed_latency(edge).map(|(_, n)| n), Some(40));
+}
+
 #[test]
 fn passive_failures_make_down_and_latency_resets_them() {
     let mut r = Rig::new();

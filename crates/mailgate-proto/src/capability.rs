@@ -42,6 +42,16 @@ pub(crate) fn lacks_mechanism(caps: &Capabilities, login: &LoginRequest) -> bool
     replay_mechanism(login).is_some_and(|m| caps.lists_mechanisms() && !caps.has_mechanism(m))
 }
 
+/// [`lacks_mechanism`] with the list made only when the login needs a mechanism (a
+/// password login without an authorization identity needs none): the upstream engines
+/// keep the backend's list as it came and parse it only then.
+pub(crate) fn lacks_mechanism_in(
+    caps: impl FnOnce() -> Capabilities,
+    login: &LoginRequest,
+) -> bool {
+    replay_mechanism(login).is_some() && lacks_mechanism(&caps(), login)
+}
+
 /// mailgate's own refusal of such a login, in place of the backend's verdict.
 pub(crate) fn mechanism_refusal(text: &str) -> LoginVerdict {
     LoginVerdict::Rejected(BackendReply {
@@ -94,8 +104,13 @@ impl Capabilities {
     /// The atoms of an IMAP capability list (after `CAPABILITY`, up to `]` or the end).
     pub fn from_imap(list: &[u8]) -> Self {
         let end = list.iter().position(|&b| b == b']').unwrap_or(list.len());
+        Self::from_imap_atoms(words(&list[..end]))
+    }
+
+    /// [`from_imap`](Self::from_imap) of atoms already split.
+    pub(crate) fn from_imap_atoms<'a>(atoms: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut caps = Capabilities::default();
-        for atom in words(&list[..end]).filter_map(clean) {
+        for atom in atoms.filter_map(clean) {
             if let Some(mech) = atom.strip_prefix("AUTH=") {
                 caps.add_mechanism(mech.to_string());
             }

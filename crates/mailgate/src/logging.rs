@@ -21,6 +21,8 @@ use prometheus_client::metrics::MetricType;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+mod plain_fields;
+mod plain_line;
 mod reload_layer;
 pub use reload_layer::{LogReload, LogReloadError, PreparedLog, reload_handle};
 use reload_layer::{RELOAD, reloadable};

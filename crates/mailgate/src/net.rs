@@ -4,6 +4,8 @@
 //! TLVs: only what mailgate itself knows of the session). The inbound header from a
 //! trusted load balancer is read elsewhere (`proxy_header.rs`).
 
+pub mod text;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -162,7 +162,7 @@ impl NetProber {
             },
         };
         let capa_limit = t.deadlines.answer;
-        let mut done = match self.backends.login(t, login).await {
+        let mut done = match self.backends.login_with_capabilities(t, login).await {
             Ok(d) => d,
             Err(e) => return failed(probe_error(&e)),
         };

@@ -60,24 +60,25 @@ impl FrontCaps {
     }
 }
 
-/// A backend's capabilities, upper-cased. `Debug` shows how many there are and the ones
-/// the login relay acts on, not the backend's text.
+/// Atoms of a backend's list that the login relay looks at.
+const MAX_ATOMS: usize = 256;
+
+/// A backend's capability list as it sent it (up to `]`): one buffer, its atoms read in
+/// place (case-insensitive) and only the first [`MAX_ATOMS`] of them. It was a `String`
+/// per atom, parsed again into [`Capabilities`] per login (docs/performance.md). `Debug`
+/// shows how many there are and the ones the login relay acts on, not the backend's text.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct BackendCaps {
-    caps: Vec<String>,
+    list: Vec<u8>,
 }
 
 impl BackendCaps {
     /// Parse the atoms after `CAPABILITY` (up to `]` or the end of the line).
     pub(crate) fn parse(list: &[u8]) -> Self {
         let end = list.iter().position(|&b| b == b']').unwrap_or(list.len());
-        let caps = list[..end]
-            .split(|&b| b == b' ')
-            .filter(|a| !a.is_empty())
-            .take(256)
-            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
-            .collect();
-        BackendCaps { caps }
+        BackendCaps {
+            list: list[..end].to_vec(),
+        }
     }
 
     /// Find `[CAPABILITY ...]` in the text of an `OK` response.
@@ -91,21 +92,32 @@ impl BackendCaps {
         }
     }
 
+    fn atoms(&self) -> impl Iterator<Item = &[u8]> {
+        self.list
+            .split(|&b| b == b' ')
+            .filter(|a| !a.is_empty())
+            .take(MAX_ATOMS)
+    }
+
     /// True if the backend advertised `cap` (case-insensitive).
     pub(crate) fn has(&self, cap: &str) -> bool {
-        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+        self.atoms().any(|a| a.eq_ignore_ascii_case(cap.as_bytes()))
     }
 
     /// The list as the server records it (bounded and cleaned).
     pub(crate) fn public(&self) -> Capabilities {
-        Capabilities::from_imap(self.caps.join(" ").as_bytes())
+        Capabilities::from_imap_atoms(self.atoms())
+    }
+
+    fn count(&self) -> usize {
+        self.atoms().count()
     }
 }
 
 impl std::fmt::Debug for BackendCaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendCaps")
-            .field("count", &self.caps.len())
+            .field("count", &self.count())
             .field("starttls", &self.has("STARTTLS"))
             .field("id", &self.has("ID"))
             .field("sasl_ir", &self.has("SASL-IR"))
@@ -184,5 +196,33 @@ mod tests {
             .expect("code");
         assert!(c.has("SASL-IR") && c.has("starttls") && !c.has("ID"));
         assert!(BackendCaps::from_response_code(b"[ALERT] x").is_none());
+    }
+
+    /// Read in place, a list means what it meant as a `String` per upper-cased atom: the
+    /// first 256 atoms, any case, repeated spaces, bytes that are not UTF-8.
+    #[test]
+    fn backend_lists_read_in_place() {
+        let c = BackendCaps::parse(b"  imap4rev1   Auth=Plain \xff\xfeX ID] STARTTLS");
+        assert!(c.has("IMAP4REV1") && c.has("auth=plain") && c.has("id"));
+        assert!(!c.has("STARTTLS"), "after the ]");
+        assert!(!c.has("X") && !c.has(""));
+        assert_eq!(c.count(), 4);
+        let public = c.public();
+        assert_eq!(
+            public.names().collect::<Vec<_>>(),
+            ["AUTH=PLAIN", "ID", "IMAP4REV1"]
+        );
+        assert!(public.has_mechanism("plain"));
+        let mut long: Vec<u8> = (0..300)
+            .flat_map(|i| format!("X{i} ").into_bytes())
+            .collect();
+        long.extend_from_slice(b"SASL-IR");
+        let c = BackendCaps::parse(&long);
+        assert!(c.has("X255") && !c.has("X256") && !c.has("SASL-IR"));
+        assert_eq!(c.count(), 256);
+        assert_eq!(
+            c.public().names().count(),
+            crate::capability::MAX_CAPABILITIES
+        );
     }
 }

@@ -93,8 +93,8 @@ pub(crate) fn login(tag: &[u8], login: &LoginRequest, sasl_ir: bool) -> Vec<Vec<
     segments
 }
 
-fn push_pair(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
-    if out.len() > 1 {
+fn push_pair(out: &mut Vec<u8>, first: bool, name: &str, value: Option<&str>) {
+    if !first {
         out.push(b' ');
     }
     push_quoted(out, name.as_bytes());
@@ -118,23 +118,32 @@ fn allowed_name(name: &str) -> Option<&'static str> {
 /// the client's own fields that RFC 2971 names ([`CLIENT_ID_FIELDS`]), each once, under
 /// its lower-case name. Everything a backend trusts from its proxy comes from mailgate.
 pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
-    let client_port = forward.client.port.to_string();
-    let connected_port = forward.connected.port.to_string();
-    let ttl = forward.forwarded_ttl().to_string();
+    let (mut client_port, mut connected_port, mut ttl) = ([0; 20], [0; 20], [0; 20]);
     let ours = [
         ("x-originating-ip", forward.client.ip.as_str()),
-        ("x-originating-port", client_port.as_str()),
+        (
+            "x-originating-port",
+            decimal(forward.client.port.into(), &mut client_port),
+        ),
         ("x-connected-ip", forward.connected.ip.as_str()),
-        ("x-connected-port", connected_port.as_str()),
+        (
+            "x-connected-port",
+            decimal(forward.connected.port.into(), &mut connected_port),
+        ),
         ("x-session-id", forward.session_id.as_str()),
-        ("x-proxy-ttl", ttl.as_str()),
+        (
+            "x-proxy-ttl",
+            decimal(forward.forwarded_ttl().into(), &mut ttl),
+        ),
         ("x-client-transport", forward.client_transport()),
     ];
-    let mut list = b"(".to_vec();
+    // One buffer, room for mailgate's own pairs: a command of about 250 bytes.
+    let mut list = Vec::with_capacity(ID_CAPACITY);
+    list.extend_from_slice(b"ID (");
     let mut pairs = 0;
     for (name, value) in ours {
         if quotable(value.as_bytes()) && value.len() <= ID_MAX_VALUE {
-            push_pair(&mut list, name, Some(value));
+            push_pair(&mut list, pairs == 0, name, Some(value));
             pairs += 1;
         }
     }
@@ -151,12 +160,30 @@ pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
             .is_none_or(|v| v.len() <= ID_MAX_VALUE && quotable(v.as_bytes()));
         if value_ok && !seen.contains(&name) {
             seen.push(name);
-            push_pair(&mut list, name, value.as_deref());
+            push_pair(&mut list, pairs == 0, name, value.as_deref());
             pairs += 1;
         }
     }
     list.push(b')');
-    [&b"ID "[..], &list].concat()
+    list
+}
+
+/// What [`id_command`] reserves: mailgate's pairs with IPv6 addresses fit.
+const ID_CAPACITY: usize = 320;
+
+/// `n` in decimal, written into `buf` (no allocation).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -210,6 +237,15 @@ mod tests {
                 b"egB1AHA=\r\n".to_vec()
             ]
         );
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0; 20];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(7, &mut buf), "7");
+        assert_eq!(decimal(65535, &mut buf), "65535");
+        assert_eq!(decimal(u64::MAX, &mut buf), u64::MAX.to_string());
     }
 
     #[test]

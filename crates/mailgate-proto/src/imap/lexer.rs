@@ -236,13 +236,17 @@ pub(crate) fn quotable(s: &[u8]) -> bool {
 
 /// Append `s` as a quoted string; the caller checked [`quotable`].
 pub(crate) fn push_quoted(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
+    let mut rest = s;
+    // Runs without `"` or `\\` copied at once, each of those escaped.
+    while let Some(i) = rest.iter().position(|&b| b == b'"' || b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\\');
+        out.push(rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -329,6 +333,28 @@ mod tests {
         let mut q = Vec::new();
         push_quoted(&mut q, b"p\"w\\");
         assert_eq!(q, b"\"p\\\"w\\\\\"");
+        // The same bytes as escaping one byte at a time.
+        for s in [
+            &b""[..],
+            b"\"",
+            b"\\",
+            b"\"\"",
+            b"a\\\"b",
+            b"plain",
+            b"\\end\\",
+        ] {
+            let mut slow = vec![b'"'];
+            for &b in s {
+                if b == b'"' || b == b'\\' {
+                    slow.push(b'\\');
+                }
+                slow.push(b);
+            }
+            slow.push(b'"');
+            let mut fast = b"x".to_vec();
+            push_quoted(&mut fast, s);
+            assert_eq!(fast[1..], slow[..]);
+        }
         assert_eq!(sanitize_text("down\r\n* BYE", 100), "down  * BYE");
     }
 

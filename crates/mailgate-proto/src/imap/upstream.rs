@@ -21,7 +21,7 @@ use super::encode;
 use super::response::{Reader, Response};
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::capability::{
-    Capabilities, IMAP_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal,
+    Capabilities, IMAP_MECHANISM_UNSUPPORTED, lacks_mechanism_in, mechanism_refusal,
 };
 use crate::config::UpstreamConfig;
 use crate::login::LoginRequest;
@@ -313,7 +313,14 @@ impl ImapUpstream {
     }
 
     fn after_caps(&mut self) -> Result<(), UpstreamError> {
-        let caps = self.caps.clone().unwrap_or_default();
+        // Taken for the commands below and put back: `capabilities()` reads them later.
+        let caps = self.caps.take().unwrap_or_default();
+        let result = self.after_caps_with(&caps);
+        self.caps = Some(caps);
+        result
+    }
+
+    fn after_caps_with(&mut self, caps: &BackendCaps) -> Result<(), UpstreamError> {
         if self.config.starttls && !self.tls_done {
             if !caps.has("STARTTLS") {
                 return Err(UpstreamError::StartTlsRefused);
@@ -323,8 +330,10 @@ impl ImapUpstream {
             return Ok(());
         }
         // A SASL mechanism the backend lists no `AUTH=` for would only earn the backend's
-        // error: mailgate answers for it, sending neither ID nor the credentials.
-        if lacks_mechanism(&caps.public(), &self.login) {
+        // error: mailgate answers for it, sending neither ID nor the credentials. (A
+        // password login without an authorization identity needs no mechanism: the list
+        // is not parsed for it.)
+        if lacks_mechanism_in(|| caps.public(), &self.login) {
             let refusal = mechanism_refusal(IMAP_MECHANISM_UNSUPPORTED);
             self.out.push_back(UpstreamAction::Done(refusal));
             self.phase = Phase::Done;
@@ -337,7 +346,7 @@ impl ImapUpstream {
             self.command(&id);
             self.id_tag = Some(self.tag.clone());
         }
-        self.start_login(&caps);
+        self.start_login(caps);
         Ok(())
     }
 

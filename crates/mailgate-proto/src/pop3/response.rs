@@ -1,6 +1,8 @@
 //! Reading a POP3 backend's replies: status indicators (RFC 1939 §3), response codes
 //! (RFC 2449 §8, RFC 3206), continuation lines (RFC 5034 §4) and CAPA lines (RFC 2449 §5).
 
+use crate::capability::Capabilities;
+
 /// The kind of one reply line. `Debug` shows the text's length only.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status<'a> {
@@ -53,8 +55,9 @@ pub(crate) fn resp_code(text: &[u8]) -> Option<&[u8]> {
     Some(&inner[..end])
 }
 
-/// What the backend said it can do, from its greeting and CAPA.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the backend said it can do, from its greeting and CAPA. `Debug` shows the flags and
+/// how many lines there were, not the backend's text.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct BackendCaps {
     /// CAPA answered `+OK` (otherwise the other fields are unknown, RFC 1939-only server).
     pub(crate) known: bool,
@@ -68,14 +71,47 @@ pub(crate) struct BackendCaps {
     pub(crate) xclient: bool,
     /// `PIPELINING` listed (RFC 2449 §6.6): commands may be sent without waiting.
     pub(crate) pipelining: bool,
-    /// The whole list, as the server records it.
-    pub(crate) list: crate::capability::Capabilities,
+    /// The CAPA lines as they came, each behind its length (4 bytes, little-endian): one
+    /// buffer, parsed into [`Capabilities`] only when asked ([`list`](Self::list)).
+    lines: Vec<u8>,
+    line_count: usize,
+}
+
+impl std::fmt::Debug for BackendCaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendCaps")
+            .field("known", &self.known)
+            .field("user", &self.user)
+            .field("stls", &self.stls)
+            .field("sasl_plain", &self.sasl_plain)
+            .field("xclient", &self.xclient)
+            .field("pipelining", &self.pipelining)
+            .field("lines", &self.line_count)
+            .finish()
+    }
 }
 
 impl BackendCaps {
+    /// The whole list, as the server records it.
+    pub(crate) fn list(&self) -> Capabilities {
+        let mut caps = Capabilities::default();
+        let mut rest = &self.lines[..];
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let (line, tail) = tail.split_at(len.min(tail.len()));
+            caps.add_pop3_line(line);
+            rest = tail;
+        }
+        caps
+    }
+
     /// Take one CAPA line (dot-stuffing already removed).
     pub(crate) fn add_line(&mut self, line: &[u8]) {
-        self.list.add_pop3_line(line);
+        // Lines are bounded by `upstream_max_line`, far below 4 GiB.
+        let len = u32::try_from(line.len()).unwrap_or(u32::MAX);
+        self.lines.extend_from_slice(&len.to_le_bytes());
+        self.lines.extend_from_slice(&line[..len as usize]);
+        self.line_count += 1;
         let mut words = line.split(|b| *b == b' ').filter(|w| !w.is_empty());
         let Some(tag) = words.next() else { return };
         let is = |name: &[u8]| tag.eq_ignore_ascii_case(name);
@@ -135,5 +171,19 @@ mod tests {
         assert!(!caps.pipelining);
         caps.add_line(b"pipelining");
         assert!(caps.pipelining);
+        // The list made from the kept lines is the one made from the lines themselves.
+        let lines: [&[u8]; 7] = [
+            b"TOP",
+            b"USER",
+            b"SASL LOGIN PLAIN",
+            b"stls",
+            b"XCLIENT",
+            b"",
+            b"pipelining",
+        ];
+        assert_eq!(caps.list(), Capabilities::from_pop3(lines));
+        assert!(caps.list().has_mechanism("plain") && caps.list().has("STLS"));
+        assert!(!format!("{caps:?}").contains("SASL"), "{caps:?}");
+        assert_eq!(BackendCaps::default().list(), Capabilities::default());
     }
 }

@@ -21,7 +21,7 @@ use super::response::{BackendCaps, Status, resp_code, status};
 use super::xclient::xclient_command;
 use crate::action::{BackendReply, LoginVerdict, UpstreamAction, UpstreamError};
 use crate::capability::{
-    Capabilities, POP3_MECHANISM_UNSUPPORTED, lacks_mechanism, mechanism_refusal,
+    Capabilities, POP3_MECHANISM_UNSUPPORTED, lacks_mechanism_in, mechanism_refusal,
 };
 use crate::config::UpstreamConfig;
 use crate::login::{Credentials, LoginRequest, OAuthMechanism};
@@ -184,7 +184,7 @@ impl Pop3Upstream {
     /// The backend's CAPA list as the login met it (after STLS when it was used); empty
     /// for a server that refused CAPA, `None` before CAPA was answered.
     pub fn capabilities(&self) -> Option<Capabilities> {
-        self.capa_answered.then(|| self.caps.list.clone())
+        self.capa_answered.then(|| self.caps.list())
     }
 
     /// True when the backend advertised `XCLIENT` (greeting code or CAPA).
@@ -331,7 +331,7 @@ impl Pop3Upstream {
         match self.config.forward.as_ref().and_then(xclient_command) {
             Some(cmd) if xclient => {
                 self.send(cmd);
-                if self.caps.pipelining && !lacks_mechanism(&self.caps.list, &self.login) {
+                if self.caps.pipelining && !lacks_mechanism_in(|| self.caps.list(), &self.login) {
                     self.start_login();
                     let login = std::mem::replace(&mut self.state, State::XclientReply);
                     self.after_xclient = Some(login);
@@ -353,7 +353,7 @@ impl Pop3Upstream {
     }
 
     fn start_login(&mut self) {
-        if lacks_mechanism(&self.caps.list, &self.login) {
+        if lacks_mechanism_in(|| self.caps.list(), &self.login) {
             // Only the backend's error would follow: mailgate answers, sending no credentials.
             let refusal = mechanism_refusal(POP3_MECHANISM_UNSUPPORTED);
             self.queue.push_back(UpstreamAction::Done(refusal));

@@ -203,8 +203,8 @@ impl Engine {
 enum Until {
     /// Before the credentials: the backend greeted and is ready for a login.
     Ready,
-    /// At the verdict.
-    Verdict,
+    /// At the verdict; with the backend's capabilities when `capabilities`.
+    Verdict { capabilities: bool },
 }
 
 /// A backend that greeted and is ready for a login, and its capabilities.
@@ -256,12 +256,36 @@ impl BackendClient {
     }
 
     /// Replay `login` to the backend and return its verdict with the connection.
+    /// [`LoggedIn::capabilities`] stays `None`: a session has no use for them, and making
+    /// them from the engine's list is work per login.
     pub async fn login(
         &self,
         target: Target<'_>,
         login: LoginRequest,
     ) -> Result<LoggedIn, BackendError> {
-        match self.converse(target, login, Until::Verdict).await? {
+        self.login_until(target, login, false).await
+    }
+
+    /// [`login`](Self::login), and the backend's capabilities as the login met them (for
+    /// probes, which record them).
+    pub async fn login_with_capabilities(
+        &self,
+        target: Target<'_>,
+        login: LoginRequest,
+    ) -> Result<LoggedIn, BackendError> {
+        self.login_until(target, login, true).await
+    }
+
+    async fn login_until(
+        &self,
+        target: Target<'_>,
+        login: LoginRequest,
+        capabilities: bool,
+    ) -> Result<LoggedIn, BackendError> {
+        match self
+            .converse(target, login, Until::Verdict { capabilities })
+            .await?
+        {
             Reached::Verdict(v) => Ok(v),
             Reached::Ready(_) => Err(BackendError::new(
                 Step::Login,
@@ -359,7 +383,12 @@ impl BackendClient {
                 }
                 Some(UpstreamAction::Done(verdict)) => {
                     let now = Instant::now();
-                    let capabilities = engine.capabilities();
+                    let capabilities = match until {
+                        Until::Verdict {
+                            capabilities: false,
+                        } => None,
+                        _ => engine.capabilities(),
+                    };
                     return Ok(Reached::Verdict(LoggedIn {
                         capabilities,
                         conn,

@@ -214,7 +214,7 @@ impl Session<'_> {
     fn session_id(id: u64) -> String {
         let mut s = String::with_capacity("mg-".len() + 16);
         // Writing into a String cannot fail.
-        let _ = write!(s, "mg-{id:x}");
+        let _ = write!(s, "{}", crate::net::text::SessionId(id));
         s
     }
 
@@ -249,8 +249,7 @@ impl Session<'_> {
 /// address's size instead of growing the string while it is written.
 fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(INET6_ADDRSTRLEN);
-    // Writing into a String cannot fail.
-    let _ = write!(s, "{}", ip.to_canonical());
+    crate::net::text::push_ip(&mut s, ip);
     s
 }
 

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::endpoint::ListenerKind;
+use crate::net::text::{AddrText, SessionId};
 use crate::runtime::Runtime;
 
 /// What the session log line reports as its end.
@@ -105,7 +106,7 @@ pub async fn run(ctx: Arc<SessionContext>, kind: ListenerKind, tcp: TcpStream, p
     let id = ctx.lifecycle().next_session_id();
     // The id as backends see it (x-session-id, XCLIENT SESSION=, PROXY v2 unique id), so
     // mailgate's and the backend's log lines correlate.
-    let span = tracing::info_span!("conn", listener = kind.name(), peer = %peer, id = %format_args!("mg-{id:x}"));
+    let span = tracing::info_span!("conn", listener = kind.name(), peer = %AddrText(peer), id = %SessionId(id));
     async move {
         let started = Instant::now();
         let _active = ctx.metrics().session_opened(kind);
@@ -146,7 +147,7 @@ impl Session<'_> {
     fn log(&self, outcome: Outcome, started: Instant) {
         let s = &self.summary;
         tracing::info!(
-            client = %self.peer,
+            client = %AddrText(self.peer),
             domain = s.domain.as_deref().unwrap_or("-"),
             backend = s.backend.as_deref().unwrap_or("-"),
             bytes_up = s.bytes_up,
