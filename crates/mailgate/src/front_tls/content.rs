@@ -79,25 +79,31 @@ mod tests {
             Ok(Handshake::KeyUpdate { requested: true })
         );
         assert_eq!(
-            ku(&[24, 0, 0, 1, 2]).unwrap_err().0,
+            ku(&[24, 0, 0, 1, 2]).expect_err("refused").0,
             AlertDescription::IllegalParameter
         );
         assert_eq!(
-            ku(&[24, 0, 0, 2, 0, 0]).unwrap_err().0,
+            ku(&[24, 0, 0, 2, 0, 0]).expect_err("refused").0,
             AlertDescription::DecodeError
         );
         assert_eq!(
-            ku(&[24, 0, 0]).unwrap_err().0,
+            ku(&[24, 0, 0]).expect_err("refused").0,
             AlertDescription::DecodeError
         );
         assert_eq!(
-            ku(&[24, 0, 0, 1]).unwrap_err().0,
+            ku(&[24, 0, 0, 1]).expect_err("refused").0,
             AlertDescription::UnexpectedMessage
         );
         // Another message after the KeyUpdate in the same record.
         let two = [24, 0, 0, 1, 0, 24, 0, 0, 1, 0];
-        assert_eq!(ku(&two).unwrap_err().0, AlertDescription::UnexpectedMessage);
-        assert_eq!(ku(&[]).unwrap_err().0, AlertDescription::DecodeError);
+        assert_eq!(
+            ku(&two).expect_err("refused").0,
+            AlertDescription::UnexpectedMessage
+        );
+        assert_eq!(
+            ku(&[]).expect_err("refused").0,
+            AlertDescription::DecodeError
+        );
         assert_eq!(
             ku(&[4, 0, 0, 0]),
             Ok(Handshake::Other(HandshakeType::NewSessionTicket))
