@@ -15,11 +15,12 @@ use rustls::crypto::cipher::{
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{
-    AlertDescription, ConnectionTrafficSecrets, ContentType, Error, ExtractedSecrets,
-    HandshakeType, InvalidMessage, PeerMisbehaved, ProtocolVersion, SupportedCipherSuite,
+    AlertDescription, ContentType, Error, ExtractedSecrets, HandshakeType, InvalidMessage,
+    PeerMisbehaved, ProtocolVersion, SupportedCipherSuite,
 };
 
 use super::content::{self, Handshake};
+use super::keys;
 
 /// Largest plaintext of one record (2^14).
 pub const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -128,25 +129,12 @@ impl RecordLayer {
             SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
         };
         let tls13 = matches!(suite, SupportedCipherSuite::Tls13(_));
-        let mut enc = encrypter(suite, tx)?;
-        if tx_seq > 0 {
-            // aws-lc's AES-GCM sealing keys for TLS (1.3, and 1.2 as rustls builds them)
-            // take the first nonce they see for sequence number 0 and refuse any nonce
-            // below the last: a key first used at rustls' next sequence number (after its
-            // Finished or tickets) would fail two records later. One record sealed at 0,
-            // thrown away unsent, sets them right (nothing sealed here leaves the process).
-            let warm_up = OutboundPlainMessage {
-                typ: ContentType::ApplicationData,
-                version: ProtocolVersion::TLSv1_2,
-                payload: OutboundChunks::Single(&[]),
-            };
-            drop(enc.encrypt(warm_up, 0).map_err(RecordError::Keys)?);
-        }
+        let enc = keys::sealer(suite, tx, tx_seq).map_err(RecordError::Keys)?;
         Ok(RecordLayer {
             suite,
             kernel: tls13.then(|| Box::new(kernel)),
             enc,
-            dec: decrypter(suite, rx)?,
+            dec: keys::decrypter(suite, rx).map_err(RecordError::Keys)?,
             tx_seq,
             rx_seq,
             tx_limit: limit.min(SEQ_SOFT_LIMIT),
@@ -360,7 +348,9 @@ impl RecordLayer {
 
     fn update_rx(&mut self, out: &mut Outbox) -> Result<(), RecordError> {
         let next = match self.kernel.as_mut().map(|k| k.update_rx_secret()) {
-            Some(Ok((_, secrets))) => decrypter(self.suite, secrets),
+            Some(Ok((_, secrets))) => {
+                keys::decrypter(self.suite, secrets).map_err(RecordError::Keys)
+            }
             Some(Err(e)) => Err(RecordError::Keys(e)),
             None => Err(RecordError::Keys(Error::General("no key schedule".into()))),
         };
@@ -389,7 +379,9 @@ impl RecordLayer {
             out,
         )?;
         let next = match self.kernel.as_mut().map(|k| k.update_tx_secret()) {
-            Some(Ok((_, secrets))) => encrypter(self.suite, secrets),
+            Some(Ok((_, secrets))) => {
+                keys::sealer(self.suite, secrets, 0).map_err(RecordError::Keys)
+            }
             Some(Err(e)) => Err(RecordError::Keys(e)),
             None => Err(RecordError::Keys(Error::General("no key schedule".into()))),
         };
@@ -489,47 +481,4 @@ impl RecordLayer {
         out.push_back(sealed.encode());
         Ok(())
     }
-}
-
-/// The key and IV rustls extracted for one direction.
-fn key_iv(
-    secrets: ConnectionTrafficSecrets,
-) -> Result<(rustls::crypto::cipher::AeadKey, rustls::crypto::cipher::Iv), RecordError> {
-    match secrets {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
-        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Ok((key, iv)),
-        _ => Err(RecordError::Keys(Error::General("unsupported AEAD".into()))),
-    }
-}
-
-fn encrypter(
-    suite: SupportedCipherSuite,
-    secrets: ConnectionTrafficSecrets,
-) -> Result<Box<dyn MessageEncrypter>, RecordError> {
-    let (key, iv) = key_iv(secrets)?;
-    Ok(match suite {
-        SupportedCipherSuite::Tls13(s) => s.aead_alg.encrypter(key, iv),
-        SupportedCipherSuite::Tls12(s) => {
-            // The extracted IV is the fixed part followed by the explicit nonce's start.
-            let fixed = s.aead_alg.key_block_shape().fixed_iv_len;
-            let (fixed, explicit) = iv.as_ref().split_at(fixed.min(iv.as_ref().len()));
-            s.aead_alg.encrypter(key, fixed, explicit)
-        }
-    })
-}
-
-fn decrypter(
-    suite: SupportedCipherSuite,
-    secrets: ConnectionTrafficSecrets,
-) -> Result<Box<dyn MessageDecrypter>, RecordError> {
-    let (key, iv) = key_iv(secrets)?;
-    Ok(match suite {
-        SupportedCipherSuite::Tls13(s) => s.aead_alg.decrypter(key, iv),
-        SupportedCipherSuite::Tls12(s) => {
-            let fixed = s.aead_alg.key_block_shape().fixed_iv_len;
-            s.aead_alg
-                .decrypter(key, &iv.as_ref()[..fixed.min(iv.as_ref().len())])
-        }
-    })
 }
