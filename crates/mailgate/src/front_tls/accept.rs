@@ -25,6 +25,7 @@ fn tls_err(e: rustls::Error) -> io::Error {
 
 /// What the loop does once rustls' state (which borrows the buffers) is gone.
 enum Step {
+    Fail(rustls::Error),
     Read,
     Write,
     Done,
@@ -48,10 +49,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         let UnbufferedStatus { mut discard, state } =
             conn.process_tls_records(&mut incoming[..filled]);
         let step = match state {
-            Err(e) => {
-                drop(send_alert(&mut conn, &mut tcp).await);
-                return Err(tls_err(e));
-            }
+            Err(e) => Step::Fail(e),
             Ok(ConnectionState::EncodeTlsData(mut enc)) => {
                 encode(&mut enc, &mut outgoing)?;
                 Step::Again
@@ -85,6 +83,11 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             filled -= discard;
         }
         match step {
+            Step::Fail(e) => {
+                // rustls keeps its place in the buffer: it must see the same bytes again.
+                drop(send_alert(&mut conn, &mut incoming[..filled], &mut tcp).await);
+                return Err(tls_err(e));
+            }
             Step::Again => {}
             Step::Write => {
                 tcp.write_all(&outgoing).await?;
@@ -151,14 +154,21 @@ fn encode(
     }
 }
 
-/// After a failed handshake: rustls' queued alert, if it has one, to the client.
+/// After a failed handshake: what rustls still has queued (its alert, and any flight it
+/// had begun, e.g. a ServerHello before an ALPN refusal) to the client.
 async fn send_alert<S: AsyncWrite + Unpin>(
     conn: &mut UnbufferedServerConnection,
+    incoming: &mut [u8],
     tcp: &mut S,
 ) -> io::Result<()> {
     let mut out = Vec::new();
-    if let Ok(ConnectionState::EncodeTlsData(mut enc)) = conn.process_tls_records(&mut []).state {
-        encode(&mut enc, &mut out)?;
+    // A few records at most; bounded in case rustls' state is unexpected.
+    for _ in 0..8 {
+        match conn.process_tls_records(incoming).state {
+            Ok(ConnectionState::EncodeTlsData(mut enc)) => encode(&mut enc, &mut out)?,
+            Ok(ConnectionState::TransmitTlsData(tx)) => tx.done(),
+            _ => break,
+        }
     }
     if out.is_empty() {
         return Ok(());

@@ -140,3 +140,48 @@ async fn confidentiality_limit() {
     let got = c.read_plain(1000).await.expect("clean close");
     assert!(got.len() < 100 && got.len() % 10 == 0, "{}", got.len());
 }
+
+/// A failed handshake: rustls' error inside the I/O error (the failure metric's reason
+/// comes from it) and rustls' alert, when it has one, on the wire.
+#[tokio::test]
+async fn failed_handshakes_send_rustls_alert() {
+    let setup = Setup::new();
+    let (mut a, b) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(accept(b, setup.server.clone()));
+    a.write_all(b"\x16\x03\x01\x00\x05hello")
+        .await
+        .expect("write");
+    let err = task.await.expect("join").expect_err("garbage");
+    assert!(
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .is_some(),
+        "{err:?}"
+    );
+    // Whatever rustls queued for it (here: nothing), then the end; no panic on the way
+    // (rustls must see its buffer again to give out its alert).
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.is_empty() || rest[0] == 21, "{rest:?}");
+
+    // ALPN offered without imap: no_application_protocol, as the metric expects.
+    let mut cfg = (*setup.client(SUITES[0])).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (mut c, task) = connect(&setup, Arc::new(cfg), Frag::Whole, 5);
+    c.send_tls().await.expect("hello");
+    let err = task.await.expect("join").expect_err("alpn");
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    assert_eq!(inner, Some(&rustls::Error::NoApplicationProtocol));
+    let mut got = c.recv().await;
+    while let Ok(true) = got {
+        got = c.recv().await;
+    }
+    match got {
+        Err(rustls::Error::AlertReceived(a)) => {
+            assert_eq!(a, AlertDescription::NoApplicationProtocol)
+        }
+        other => panic!("expected the alert, got {other:?}"),
+    }
+}
