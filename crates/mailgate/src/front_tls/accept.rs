@@ -162,11 +162,14 @@ async fn send_alert<S: AsyncWrite + Unpin>(
     tcp: &mut S,
 ) -> io::Result<()> {
     let mut out = Vec::new();
-    // A few records at most; bounded in case rustls' state is unexpected.
+    // Only while rustls has records queued: it hands those out before it looks at the
+    // input again (which would meet the bad record a second time). Bounded in any case.
     for _ in 0..8 {
+        if !conn.wants_write() {
+            break;
+        }
         match conn.process_tls_records(incoming).state {
             Ok(ConnectionState::EncodeTlsData(mut enc)) => encode(&mut enc, &mut out)?,
-            Ok(ConnectionState::TransmitTlsData(tx)) => tx.done(),
             _ => break,
         }
     }

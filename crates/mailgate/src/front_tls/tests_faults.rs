@@ -164,6 +164,21 @@ async fn failed_handshakes_send_rustls_alert() {
     a.read_to_end(&mut rest).await.expect("read");
     assert!(rest.is_empty() || rest[0] == 21, "{rest:?}");
 
+    // Plaintext on the TLS port: a record-level error, rustls' decode_error alert, once.
+    let (mut a, b) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(accept(b, setup.server.clone()));
+    a.write_all(b"a1 CAPABILITY\r\n").await.expect("write");
+    let err = task.await.expect("join").expect_err("plaintext");
+    assert!(
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .is_some(),
+        "{err:?}"
+    );
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).await.expect("read");
+    assert_eq!(rest, [21, 3, 3, 0, 2, 2, 50], "one decode_error alert");
+
     // ALPN offered without imap: no_application_protocol, as the metric expects.
     let mut cfg = (*setup.client(SUITES[0])).clone();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
