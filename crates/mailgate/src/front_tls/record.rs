@@ -9,9 +9,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 
-use rustls::crypto::cipher::{
-    InboundOpaqueMessage, MessageDecrypter, MessageEncrypter, OutboundChunks, OutboundPlainMessage,
-};
+use rustls::crypto::cipher::{InboundOpaqueMessage, OutboundChunks, OutboundPlainMessage};
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{
@@ -86,8 +84,8 @@ pub struct RecordLayer {
     suite: SupportedCipherSuite,
     /// TLS 1.3 only: rustls' key schedule, for key updates.
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
-    enc: Box<dyn MessageEncrypter>,
-    dec: Box<dyn MessageDecrypter>,
+    enc: keys::Sealer,
+    dec: keys::Opener,
     tx_seq: u64,
     rx_seq: u64,
     /// Records sealed under one key before a key update (TLS 1.3) or the close (TLS 1.2).
@@ -129,12 +127,12 @@ impl RecordLayer {
             SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
         };
         let tls13 = matches!(suite, SupportedCipherSuite::Tls13(_));
-        let enc = keys::sealer(suite, tx, tx_seq).map_err(RecordError::Keys)?;
+        let enc = keys::Sealer::new(suite, tx, tx_seq).map_err(RecordError::Keys)?;
         Ok(RecordLayer {
             suite,
             kernel: tls13.then(|| Box::new(kernel)),
             enc,
-            dec: keys::decrypter(suite, rx).map_err(RecordError::Keys)?,
+            dec: keys::Opener::new(suite, rx).map_err(RecordError::Keys)?,
             tx_seq,
             rx_seq,
             tx_limit: limit.min(SEQ_SOFT_LIMIT),
@@ -165,9 +163,26 @@ impl RecordLayer {
         self.sent_close || self.failed
     }
 
+    /// Idle: let the receiving side's AEAD context go (rebuilt on the next record) where
+    /// the key allows it.
+    pub fn rest_rx(&mut self) {
+        self.dec.rest();
+    }
+
+    /// Nothing left to send: the same for the sending side.
+    pub fn rest_tx(&mut self) {
+        self.enc.rest();
+    }
+
     /// Key updates so far: (the client's, ours).
     pub fn key_updates(&self) -> (u32, u32) {
         self.updates
+    }
+
+    /// Which AEAD contexts are held: (receiving, sending).
+    #[cfg(test)]
+    pub(crate) fn contexts_live(&self) -> (bool, bool) {
+        (self.dec.is_live(), self.enc.is_live())
     }
 
     #[cfg(test)]
@@ -227,7 +242,14 @@ impl RecordLayer {
         let base = buf.as_ptr() as usize;
         let decrypted = {
             let msg = InboundOpaqueMessage::new(typ, version, &mut buf[HEADER..used]);
-            self.dec.decrypt(msg, self.rx_seq).map(|plain| {
+            let dec = match self.dec.get(self.suite) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(RecordError::Keys(e));
+                }
+            };
+            dec.decrypt(msg, self.rx_seq).map(|plain| {
                 let start = plain.payload.as_ptr() as usize - base;
                 (plain.typ, start..start + plain.payload.len())
             })
@@ -349,7 +371,7 @@ impl RecordLayer {
     fn update_rx(&mut self, out: &mut Outbox) -> Result<(), RecordError> {
         let next = match self.kernel.as_mut().map(|k| k.update_rx_secret()) {
             Some(Ok((_, secrets))) => {
-                keys::decrypter(self.suite, secrets).map_err(RecordError::Keys)
+                keys::Opener::new(self.suite, secrets).map_err(RecordError::Keys)
             }
             Some(Err(e)) => Err(RecordError::Keys(e)),
             None => Err(RecordError::Keys(Error::General("no key schedule".into()))),
@@ -380,7 +402,7 @@ impl RecordLayer {
         )?;
         let next = match self.kernel.as_mut().map(|k| k.update_tx_secret()) {
             Some(Ok((_, secrets))) => {
-                keys::sealer(self.suite, secrets, 0).map_err(RecordError::Keys)
+                keys::Sealer::new(self.suite, secrets, 0).map_err(RecordError::Keys)
             }
             Some(Err(e)) => Err(RecordError::Keys(e)),
             None => Err(RecordError::Keys(Error::General("no key schedule".into()))),
@@ -473,7 +495,11 @@ impl RecordLayer {
             version: ProtocolVersion::TLSv1_2,
             payload: OutboundChunks::Single(payload),
         };
-        let sealed = self.enc.encrypt(msg, self.tx_seq).map_err(|e| {
+        let sealed = match self.enc.get(self.suite, self.tx_seq) {
+            Ok(enc) => enc.encrypt(msg, self.tx_seq),
+            Err(e) => Err(e),
+        };
+        let sealed = sealed.map_err(|e| {
             self.failed = true;
             RecordError::Keys(e)
         })?;

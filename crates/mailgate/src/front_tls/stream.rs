@@ -300,6 +300,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrontTls<S> {
             match Pin::new(&mut this.tcp).poll_read(cx, &mut rb) {
                 Poll::Pending => {
                     this.release_rx_if_empty();
+                    if this.rx.is_none() {
+                        this.layer.rest_rx();
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => {
@@ -353,6 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FrontTls<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_push(cx))?;
+        this.layer.rest_tx();
         Pin::new(&mut this.tcp).poll_flush(cx)
     }
 
