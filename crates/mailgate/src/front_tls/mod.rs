@@ -11,6 +11,7 @@
 
 mod accept;
 mod content;
+mod error;
 mod keys;
 pub mod record;
 mod stream;
