@@ -13,10 +13,13 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::record::{MAX_RECORD, RecordLayer};
+use super::record::RecordLayer;
 use super::stream::{FrontTls, to_io};
 
-/// Largest handshake input held (a ClientHello may reach 64 KiB).
+/// Handshake input buffer to start with (a ClientHello is rarely over 2 KiB; the buffer
+/// doubles when a record needs more), and the most it may grow to (a ClientHello may reach
+/// 64 KiB). Small, because what a handshake leaves freed behind stays in the heap.
+const INITIAL_INCOMING: usize = 4096;
 const MAX_INCOMING: usize = 80 * 1024;
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -40,7 +43,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     config: Arc<ServerConfig>,
 ) -> io::Result<FrontTls<S>> {
     let mut conn = UnbufferedServerConnection::new(config).map_err(tls_err)?;
-    let mut incoming = vec![0u8; MAX_RECORD];
+    let mut incoming = vec![0u8; INITIAL_INCOMING];
     let mut filled = 0usize;
     let mut outgoing: Vec<u8> = Vec::new();
     let mut plain: Vec<u8> = Vec::new();
