@@ -212,6 +212,13 @@ bench_bytes() {
     ticks1=$(cpu_ticks "$MG_PID")
     record "$(jq -c --argjson t $((ticks1 - ticks0)) --argjson hz "$CLK_TCK" \
         '. + {mailgate_cpu_ms_per_mb: (if .bytes > 0 then ($t * 1000 / $hz) / (.bytes / 1e6) else null end)}' <<<"$r")"
+    log "bytes: through mailgate, implicit TLS to the client"
+    ticks0=$(cpu_ticks "$MG_PID")
+    r=$(load bytes --target "127.0.0.1:$MG_IMAPS" --tls implicit --ca "$WORK/ca.pem" \
+        --user user@big.example.com --duration "$DURATION" --label mailgate-implicit)
+    ticks1=$(cpu_ticks "$MG_PID")
+    record "$(jq -c --argjson t $((ticks1 - ticks0)) --argjson hz "$CLK_TCK" \
+        '. + {mailgate_cpu_ms_per_mb: (if .bytes > 0 then ($t * 1000 / $hz) / (.bytes / 1e6) else null end)}' <<<"$r")"
 }
 
 # (c) idle sessions --------------------------------------------------------------------------
@@ -305,6 +312,10 @@ d, m = find("bytes", "direct"), find("bytes", "mailgate-none")
 if d:
     mv = m["mb_per_s"] if m else None
     print(f"{'FETCH MB/s':<34}{d['mb_per_s']:>12}{mv if mv is not None else '-':>12}{ratio(mv, d['mb_per_s']):>8}")
+for lbl in ("mailgate-none", "mailgate-implicit"):
+    r = find("bytes", lbl)
+    if r:
+        print(f"{lbl + ' FETCH MB/s, CPU ms/MB':<34}{'':>12}{r['mb_per_s']!s:>12} {r.get('mailgate_cpu_ms_per_mb')}")
 for lbl, name in (("fake-direct", "fake backend"), ("mailgate-none", "mailgate plain"), ("mailgate-implicit", "mailgate TLS")):
     r = next((r for r in rows if r.get("mode") == "idle" and r.get("label") == lbl), None)
     if r:

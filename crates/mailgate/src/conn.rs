@@ -13,8 +13,10 @@ use tokio::net::TcpStream;
 pub enum Conn {
     /// Plain TCP.
     Plain(TcpStream),
-    /// TLS over TCP (either side).
+    /// TLS over TCP to a backend (tokio-rustls).
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// A client's TLS: rustls' handshake, mailgate's record layer ([`crate::front_tls`]).
+    FrontTls(Box<crate::front_tls::FrontTls>),
 }
 
 impl std::fmt::Debug for Conn {
@@ -33,18 +35,23 @@ impl Conn {
         match self {
             Conn::Plain(s) => s,
             Conn::Tls(s) => s.get_ref().0,
+            Conn::FrontTls(s) => s.tcp(),
         }
     }
 
     /// True when TLS is active.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
+        matches!(self, Conn::Tls(_) | Conn::FrontTls(_))
     }
 
-    /// Readiness of the TCP socket for reading (used by the splice to avoid holding
-    /// buffers while a session is idle).
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp().poll_read_ready(cx)
+    /// Readiness for reading (used by the splice to avoid holding buffers while a session
+    /// is idle): the TCP socket's, or at once when a client's TLS stream holds plaintext
+    /// or a whole record already.
+    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Conn::FrontTls(s) => s.poll_read_ready(cx),
+            _ => self.tcp().poll_read_ready(cx),
+        }
     }
 }
 
@@ -57,6 +64,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::FrontTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -70,6 +78,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::FrontTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -77,6 +86,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::FrontTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -84,6 +94,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::FrontTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -9,11 +9,13 @@
 pub mod admin;
 pub mod admission;
 pub mod backend;
+pub mod bufpool;
 pub mod capabilities;
 pub mod client_limits;
 pub mod commands;
 pub mod conn;
 pub mod endpoint;
+pub mod front_tls;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lifecycle;

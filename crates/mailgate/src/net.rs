@@ -78,10 +78,12 @@ fn ssl_tlv(version: &str) -> Vec<u8> {
 /// The TLS version of a client connection as PROXY v2 and HAProxy name it (`TLSv1.3`),
 /// `None` for plaintext.
 pub fn tls_version(conn: &Conn) -> Option<&'static str> {
-    let Conn::Tls(stream) = conn else {
-        return None;
+    let version = match conn {
+        Conn::Plain(_) => return None,
+        Conn::Tls(stream) => stream.get_ref().1.protocol_version(),
+        Conn::FrontTls(stream) => Some(stream.protocol_version()),
     };
-    Some(match stream.get_ref().1.protocol_version() {
+    Some(match version {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "TLS",

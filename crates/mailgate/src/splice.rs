@@ -3,15 +3,15 @@
 //!
 //! `tokio::io::copy_bidirectional` keeps two 8 KiB buffers per session for its whole
 //! life (about 1.6 GB for 100,000 idle IMAP IDLE sessions). [`Splice`] instead waits for
-//! the socket to become readable, borrows a buffer from a small per-thread pool only while
-//! data is moving, and gives it back as soon as the source would block.
+//! the socket to become readable, borrows a buffer from the per-thread pool
+//! ([`crate::bufpool`]) only while data is moving, and gives it back as soon as the source
+//! would block.
 //!
 //! Bytes are counted per direction in plain fields and handed to a [`ByteSink`] (the
 //! `bytes_total` counters) in batches: once [`FLUSH_BYTES`] have moved, or at most
 //! [`FLUSH_INTERVAL`] after the first unreported byte (the splice's timer wakes for it),
 //! and the rest when the splice is dropped. No atomic operation per read.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -24,13 +24,9 @@ use mailgate_proto::imap::ResponseBoundary;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::bufpool::{give as give_buf, take as take_buf};
 use crate::conn::Conn;
 
-/// Size of one splice buffer while data moves (64 KiB: a quarter of the syscalls of 16 KiB
-/// on bulk transfers; measured in docs/performance.md).
-const BUF_SIZE: usize = 64 * 1024;
-/// Buffers kept per worker thread for reuse (at most 4 MiB per thread).
-const POOL_MAX: usize = 64;
 /// Unreported bytes that make the splice report at once.
 pub const FLUSH_BYTES: u64 = 1024 * 1024;
 /// Longest a moved byte stays unreported while the session runs.
@@ -40,29 +36,6 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub trait ByteSink: std::fmt::Debug + Send + Sync {
     /// Bytes moved client → backend (`up`) and backend → client (`down`) since the last call.
     fn add(&self, up: u64, down: u64);
-}
-
-thread_local! {
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn take_buf() -> Vec<u8> {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; BUF_SIZE])
-}
-
-fn give_buf(buf: Vec<u8>) {
-    // Only full-size buffers go back: the initial pipelined bytes arrive in a Vec of their
-    // own length, and reusing one of those would shrink every later read.
-    if buf.len() != BUF_SIZE {
-        return;
-    }
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL_MAX {
-            p.push(buf);
-        }
-    });
 }
 
 /// How long the backend may go on answering after the client closed its side (an IMAP

@@ -1,6 +1,7 @@
 //! The splice against real loopback sockets.
 
 use super::*;
+use crate::bufpool::BUF_SIZE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -277,6 +277,8 @@ impl ServerTls {
             cfg.alpn_protocols = vec![alpn.to_vec()];
             cfg.session_storage = session_storage.clone();
             cfg.ticketer = ticketer.clone();
+            // The handshake hands its secrets to mailgate's record layer (front_tls).
+            cfg.enable_secret_extraction = true;
             Ok(Arc::new(cfg))
         };
         Ok(ServerTls {

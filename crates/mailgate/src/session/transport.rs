@@ -130,11 +130,9 @@ impl<'a> Session<'a> {
             mailgate_proto::Protocol::Imap => tls.imap.clone(),
             mailgate_proto::Protocol::Pop3 => tls.pop3.clone(),
         };
-        let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
+        let accept = crate::front_tls::accept(tcp, cfg);
         let failed = match tokio::time::timeout_at(deadline, Box::pin(accept)).await {
-            Ok(Ok(stream)) => {
-                return Ok(Conn::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))));
-            }
+            Ok(Ok(stream)) => return Ok(Conn::FrontTls(Box::new(stream))),
             Ok(Err(e)) => super::session_metrics::tls_failure(&e),
             Err(_) => crate::metrics::TlsFailure::Timeout,
         };
