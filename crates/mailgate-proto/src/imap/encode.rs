@@ -118,23 +118,24 @@ fn allowed_name(name: &str) -> Option<&'static str> {
 /// the client's own fields that RFC 2971 names ([`CLIENT_ID_FIELDS`]), each once, under
 /// its lower-case name. Everything a backend trusts from its proxy comes from mailgate.
 pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
-    let (mut client_port, mut connected_port, mut ttl) = ([0; 20], [0; 20], [0; 20]);
+    let (mut client_port, mut connected_port, mut ttl) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
     let ours = [
         ("x-originating-ip", forward.client.ip.as_str()),
         (
             "x-originating-port",
-            decimal(forward.client.port.into(), &mut client_port),
+            client_port.format(forward.client.port),
         ),
         ("x-connected-ip", forward.connected.ip.as_str()),
         (
             "x-connected-port",
-            decimal(forward.connected.port.into(), &mut connected_port),
+            connected_port.format(forward.connected.port),
         ),
         ("x-session-id", forward.session_id.as_str()),
-        (
-            "x-proxy-ttl",
-            decimal(forward.forwarded_ttl().into(), &mut ttl),
-        ),
+        ("x-proxy-ttl", ttl.format(forward.forwarded_ttl())),
         ("x-client-transport", forward.client_transport()),
     ];
     // One buffer, room for mailgate's own pairs: a command of about 250 bytes.
@@ -170,21 +171,6 @@ pub(crate) fn id_command(forward: &ForwardInfo) -> Vec<u8> {
 
 /// What [`id_command`] reserves: mailgate's pairs with IPv6 addresses fit.
 const ID_CAPACITY: usize = 320;
-
-/// `n` in decimal, written into `buf` (no allocation).
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {
@@ -237,15 +223,6 @@ mod tests {
                 b"egB1AHA=\r\n".to_vec()
             ]
         );
-    }
-
-    #[test]
-    fn decimals() {
-        let mut buf = [0; 20];
-        assert_eq!(decimal(0, &mut buf), "0");
-        assert_eq!(decimal(7, &mut buf), "7");
-        assert_eq!(decimal(65535, &mut buf), "65535");
-        assert_eq!(decimal(u64::MAX, &mut buf), u64::MAX.to_string());
     }
 
     #[test]

@@ -105,19 +105,8 @@ fn write_str_debug(w: &mut Writer<'_>, s: &str) -> fmt::Result {
 }
 
 /// `n`'s `Debug` (decimal) without the formatting machinery.
-fn write_u64(w: &mut Writer<'_>, mut n: u64) -> fmt::Result {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    w.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| fmt::Error)?)
+fn write_u64(w: &mut Writer<'_>, n: u64) -> fmt::Result {
+    w.write_str(itoa::Buffer::new().format(n))
 }
 
 impl Visit for PlainVisitor<'_> {

@@ -12,23 +12,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 const V4_WITH_PORT: usize = 21;
 
 /// Append `n` in decimal to `buf` at `at`; the new end.
-fn push_decimal(buf: &mut [u8], mut at: usize, n: u16) -> usize {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        buf[at] = d;
-        at += 1;
-    }
-    at
+fn push_decimal(buf: &mut [u8], at: usize, n: u16) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    buf[at..at + digits.len()].copy_from_slice(digits);
+    at + digits.len()
 }
 
 /// `ip` (and `:port`) as `Display` writes them, in `buf`.
