@@ -234,6 +234,10 @@ def test_warn_guard_applies_the_reload_and_names_the_backend(planned, pki):
             break
         time.sleep(0.1)
     assert warned.get('mailgate_reload_guard_total{action="warned"}') == 1, warned
+    # The counter moves just before the warning is logged, and log lines reach the file
+    # through the non-blocking writer's thread: wait for the line too.
+    while "applying anyway" not in mg.output() and time.monotonic() < deadline + 5:
+        time.sleep(0.1)
     assert "applying anyway" in mg.output()
     # Applied: the moved sessions are kicked (kick_window 1 s) and a new login lands on mail2.
     for sess in moving:
