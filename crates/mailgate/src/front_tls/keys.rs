@@ -37,11 +37,42 @@ fn no_key() -> Error {
     Error::General("record key unavailable".into())
 }
 
-/// The sealing side of the connection (mailgate → client).
-pub struct Sealer {
-    live: Option<Box<dyn MessageEncrypter>>,
+/// One direction's context, and what rebuilds it after [`Resting::rest`] let it go.
+struct Resting<T: ?Sized> {
+    live: Option<Box<T>>,
     raw: Option<Raw>,
 }
+
+impl<T: ?Sized> Resting<T> {
+    fn new(live: Box<T>, raw: Option<Raw>) -> Self {
+        Resting {
+            live: Some(live),
+            raw,
+        }
+    }
+
+    /// The context, rebuilt by `build` from the kept key and IV if it was let go.
+    fn get(
+        &mut self,
+        build: impl FnOnce(AeadKey, Iv) -> Result<Box<T>, Error>,
+    ) -> Result<&mut T, Error> {
+        if self.live.is_none() {
+            let (key, iv) = self.raw.as_ref().and_then(Raw::get).ok_or_else(no_key)?;
+            self.live = Some(build(key, iv)?);
+        }
+        self.live.as_deref_mut().ok_or_else(no_key)
+    }
+
+    /// Let the context go if it can be rebuilt.
+    fn rest(&mut self) {
+        if self.raw.is_some() {
+            self.live = None;
+        }
+    }
+}
+
+/// The sealing side of the connection (mailgate → client).
+pub struct Sealer(Resting<dyn MessageEncrypter>);
 
 impl Sealer {
     /// For records from sequence number `seq` on.
@@ -52,10 +83,7 @@ impl Sealer {
     ) -> Result<Self, Error> {
         let (key, iv) = key_iv(secrets)?;
         let raw = Raw::capture(&key, &iv);
-        Ok(Sealer {
-            live: Some(sealer(suite, key, iv, seq)?),
-            raw,
-        })
+        Ok(Sealer(Resting::new(sealer(suite, key, iv, seq)?, raw)))
     }
 
     /// The context, rebuilt if it was let go (the next record is number `seq`).
@@ -64,31 +92,22 @@ impl Sealer {
         suite: SupportedCipherSuite,
         seq: u64,
     ) -> Result<&mut (dyn MessageEncrypter + 'static), Error> {
-        if self.live.is_none() {
-            let (key, iv) = self.raw.as_ref().and_then(Raw::get).ok_or_else(no_key)?;
-            self.live = Some(sealer(suite, key, iv, seq)?);
-        }
-        self.live.as_deref_mut().ok_or_else(no_key)
+        self.0.get(|key, iv| sealer(suite, key, iv, seq))
     }
 
     /// Let the context go if it can be rebuilt.
     pub fn rest(&mut self) {
-        if self.raw.is_some() {
-            self.live = None;
-        }
+        self.0.rest();
     }
 
     #[cfg(test)]
     pub fn is_live(&self) -> bool {
-        self.live.is_some()
+        self.0.live.is_some()
     }
 }
 
 /// The opening side of the connection (client → mailgate).
-pub struct Opener {
-    live: Option<Box<dyn MessageDecrypter>>,
-    raw: Option<Raw>,
-}
+pub struct Opener(Resting<dyn MessageDecrypter>);
 
 impl Opener {
     pub fn new(
@@ -97,10 +116,7 @@ impl Opener {
     ) -> Result<Self, Error> {
         let (key, iv) = key_iv(secrets)?;
         let raw = Raw::capture(&key, &iv);
-        Ok(Opener {
-            live: Some(decrypter(suite, key, iv)),
-            raw,
-        })
+        Ok(Opener(Resting::new(decrypter(suite, key, iv), raw)))
     }
 
     /// The context, rebuilt if it was let go.
@@ -108,23 +124,17 @@ impl Opener {
         &mut self,
         suite: SupportedCipherSuite,
     ) -> Result<&mut (dyn MessageDecrypter + 'static), Error> {
-        if self.live.is_none() {
-            let (key, iv) = self.raw.as_ref().and_then(Raw::get).ok_or_else(no_key)?;
-            self.live = Some(decrypter(suite, key, iv));
-        }
-        self.live.as_deref_mut().ok_or_else(no_key)
+        self.0.get(|key, iv| Ok(decrypter(suite, key, iv)))
     }
 
     /// Let the context go if it can be rebuilt.
     pub fn rest(&mut self) {
-        if self.raw.is_some() {
-            self.live = None;
-        }
+        self.0.rest();
     }
 
     #[cfg(test)]
     pub fn is_live(&self) -> bool {
-        self.live.is_some()
+        self.0.live.is_some()
     }
 }
 

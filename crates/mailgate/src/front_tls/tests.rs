@@ -400,22 +400,32 @@ async fn data_sent_with_the_clients_finished_arrives() {
     }
 }
 
+/// A connected pair after the handshake and one byte each way (the reply also carries the
+/// TLS 1.3 tickets ahead of it, so they are out of the way).
+pub(super) async fn established_with(
+    setup: &Setup,
+    cfg: Arc<ClientConfig>,
+    seed: u64,
+) -> (Client, FrontTls<Trickle>) {
+    let (mut c, task) = connect(setup, cfg, Frag::Whole, seed);
+    c.handshake_unsent().await;
+    c.write(b"x").await;
+    let mut s = task.await.expect("join").expect("handshake");
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).await.expect("read");
+    s.write_all(b"y").await.expect("write");
+    s.flush().await.expect("flush");
+    assert_eq!(c.read_plain(1).await.expect("reply"), b"y");
+    (c, s)
+}
+
 #[tokio::test]
 async fn resumption_works_for_both_versions() {
     let setup = Setup::new();
     for suite in [SUITES[0], SUITES[3]] {
         let cfg = setup.client(suite);
         for round in 0..2 {
-            let (mut c, task) = connect(&setup, cfg.clone(), Frag::Whole, round);
-            c.handshake_unsent().await;
-            c.write(b"x").await;
-            let mut s = task.await.expect("join").expect("handshake");
-            let mut one = [0u8; 1];
-            s.read_exact(&mut one).await.expect("read");
-            s.write_all(b"y").await.expect("write");
-            s.flush().await.expect("flush");
-            // The reply also carries the TLS 1.3 tickets ahead of it.
-            assert_eq!(c.read_plain(1).await.expect("reply"), b"y");
+            let (c, _s) = established_with(&setup, cfg.clone(), round).await;
             let kind = c.tls.handshake_kind();
             let want = if round == 0 {
                 HandshakeKind::Full

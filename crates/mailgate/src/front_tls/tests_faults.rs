@@ -8,16 +8,7 @@ use super::*;
 /// are out of the way).
 async fn established(suite: SupportedCipherSuite) -> (Client, FrontTls<Trickle>) {
     let setup = Setup::new();
-    let (mut c, task) = connect(&setup, setup.client(suite), Frag::Whole, 9);
-    c.handshake_unsent().await;
-    c.write(b"x").await;
-    let mut s = task.await.expect("join").expect("handshake");
-    let mut one = [0u8; 1];
-    s.read_exact(&mut one).await.expect("read");
-    s.write_all(b"y").await.expect("write");
-    s.flush().await.expect("flush");
-    assert_eq!(c.read_plain(1).await.expect("reply"), b"y");
-    (c, s)
+    established_with(&setup, setup.client(suite), 9).await
 }
 
 /// The server's read fails with `want` inside; the client then receives alert `alert`.
