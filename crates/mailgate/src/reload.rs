@@ -118,11 +118,6 @@ impl ReloadHandle {
         let seen = tokio::time::Instant::from_std(seen);
         self.queue.push(Trigger::FileChange, Some(seen), None);
     }
-
-    /// File changes skipped so far because a reload that started later had read them.
-    pub fn file_changes_skipped(&self) -> u64 {
-        self.queue.dropped()
-    }
 }
 
 /// The requests waiting for the reloader task.
