@@ -204,6 +204,24 @@ class Mailgate:
         text = text[-limit:]
         return f"--- mailgate output ({self.out_path}) ---\n{text}\n--- end of mailgate output ---"
 
+    def wait_log(self, *needles: str, timeout: float = 10.0) -> None:
+        """Wait until mailgate's output holds every one of ``needles``. Lines reach the file
+        through the logger's writer thread, a moment after the event (a metric, a reply) that a
+        test has just seen: read the log right after it and a line may not be there yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.out_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            missing = [n for n in needles if n not in text]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {missing!r} in mailgate's log after {timeout}s\n"
+                                     f"{self.output()}")
+            time.sleep(0.05)
+
     # offline subcommands
     def cli(self, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
         """Run ``mailgate ARGS...`` (e.g. ``check -c FILE``) and capture its output."""

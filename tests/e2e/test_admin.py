@@ -169,7 +169,7 @@ def test_drain_and_undrain_through_the_api(mailgate, pki):
     assert code == 200 and json.loads(body)["changed"] is True
     login(mailgate, pki, "alice@example.com").logout()
     assert mailgate.http("POST", "/backends/nosuch/drain")[0] == 404
-    assert "admin: backend drain flag set" in mailgate.output()
+    mailgate.wait_log("admin: backend drain flag set")
 
 
 def test_kick_through_the_api_closes_the_session(mailgate, pki):
