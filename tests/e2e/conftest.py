@@ -27,7 +27,8 @@ import pytest
 import ci_skips
 import cyrus as cyrus_harness
 from certs import Pki, make_pki
-from dovecot import Dovecot, free_port, stop_instances_under, stop_many
+from dovecot import Dovecot, stop_instances_under, stop_many
+from ports import free_port
 from layout import BACKEND_USERS, DOMAINS, PASSWORD, PROBE_PASSWORD, PROBE_USER
 from mailgate_proc import Mailgate, merge
 

@@ -49,7 +49,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dovecot import _alive, _cmdline, _ppid_map, _signal_all, free_port, process_tree
+from dovecot import _alive, _cmdline, _ppid_map, _signal_all, process_tree
+from ports import free_port
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_ROOT = "/opt/mailgate-test/cyrus"

@@ -43,13 +43,6 @@ LOOPBACK = "127.0.0.1"
 _STARTED: list["Dovecot"] = []
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port that was free a moment ago (bind port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def dovecot_binary() -> str:
     """Path of the ``dovecot`` master binary (often outside a plain user's PATH)."""
     found = shutil.which("dovecot") or "/usr/sbin/dovecot"

@@ -32,13 +32,6 @@ def mailgate_binary() -> Path:
     return Path(os.environ.get("MAILGATE_BIN") or REPO / "target" / "debug" / "mailgate")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 # --- a tiny YAML writer (block style; strings always double-quoted, JSON escapes) ----------
 
 def to_yaml(value, indent: int = 0) -> str:

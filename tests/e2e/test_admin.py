@@ -235,7 +235,7 @@ def test_ctl_status_drain_undrain_kick_reload(mailgate, pki):
 
 
 def test_status_listener_serves_only_the_page(mailgate_factory):
-    from dovecot import free_port
+    from ports import free_port
     port = free_port()
     mg = mailgate_factory(config={"listen": {"status": f"127.0.0.1:{port}"}})
     mg.ports["status"] = port

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,39 +25,11 @@ import pytest
 
 from clients import imap_backend, imap_open
 from dovecot import Dovecot, stop_many
+from ports import free_port
 
 NAME = "backend.dns.test"
 ADDR = {"dnsA": "127.0.0.71", "dnsB": "127.0.0.72"}
 USER, PASSWORD = "dana@dns.test", "secret"
-
-
-def _free_on_all(hosts: list[str], kind=socket.SOCK_STREAM) -> int:
-    """A port free on every address in ``hosts`` a moment ago."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        try:
-            for h in hosts[1:]:
-                with socket.socket(socket.AF_INET, kind) as t:
-                    t.bind((h, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no common free port")
-
-
-def _free_dns_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP a moment ago."""
-    for _ in range(50):
-        port = _free_on_all(["127.0.0.1"], socket.SOCK_DGRAM)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 class Dnsmasq:
@@ -71,7 +42,7 @@ class Dnsmasq:
         self.hosts = self.dir / "hosts"
         self.log = self.dir / "dnsmasq.log"
         self.ttl = ttl
-        self.port = _free_dns_port()
+        self.port = free_port(udp=True)
         self.port_given_out = False  # once mailgate is told the port, a restart must keep it
         self.proc: subprocess.Popen | None = None
 
@@ -86,8 +57,8 @@ class Dnsmasq:
             self.reads += 1
 
     def start(self) -> "Dnsmasq":
-        # The port was free a moment ago, for UDP and TCP (dnsmasq binds both); on a busy
-        # machine another socket can take it before dnsmasq binds. Until the port is given out,
+        # The port was free a moment ago, for UDP and TCP (dnsmasq binds both); another
+        # socket can still take it before dnsmasq binds. Until the port is given out,
         # only that race is retried, on a fresh port.
         for attempt in range(5):
             seen = len(self.text())
@@ -97,7 +68,7 @@ class Dnsmasq:
                 lost_race = "Address already in use" in self.text()[seen:]
                 if not lost_race or self.port_given_out or attempt == 4:
                     raise
-                self.port = _free_dns_port()
+                self.port = free_port(udp=True)
         raise AssertionError("unreachable")
 
     def address(self) -> str:
@@ -149,8 +120,8 @@ class Dnsmasq:
 
 @pytest.fixture(scope="module")
 def dns_backends(work_dir: Path):
-    imap_port = _free_on_all(list(ADDR.values()))
-    pop3_port = _free_on_all(list(ADDR.values()))
+    imap_port = free_port(*ADDR.values())
+    pop3_port = free_port(*ADDR.values())
     started = {}
     try:
         for name, ip in ADDR.items():

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from clients import pop3_open
-from dovecot import Dovecot, free_port, stop_many
+from dovecot import Dovecot, stop_many
+from ports import free_port
 from layout import PROBE_PASSWORD, PROBE_USER
 
 PASSWORD = "secret"

@@ -24,7 +24,8 @@ import pytest
 
 from clients import imap_open
 from layout import PASSWORD
-from mailgate_proc import free_port, to_yaml
+from mailgate_proc import to_yaml
+from ports import free_port
 
 REASON = "disk replacement, back by 14:00 UTC"
 

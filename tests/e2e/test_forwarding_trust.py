@@ -128,7 +128,8 @@ class BalancedIMAP(IMAP4):
 @pytest.fixture
 def haproxy_backend(work_dir):
     """A Dovecot whose listeners require the PROXY protocol (from loopback)."""
-    from dovecot import Dovecot, free_port, stop_many
+    from dovecot import Dovecot, stop_many
+    from ports import free_port
 
     pv = Dovecot(
         name="pvtrust", root=work_dir / "backends" / f"pvtrust-{uuid.uuid4().hex[:6]}",

@@ -19,7 +19,7 @@ import pytest
 
 from clients import imap_open, pop3_open
 from layout import PASSWORD
-from mailgate_proc import free_port
+from ports import free_port
 
 CLIENT = "127.0.0.5"
 BALANCER = "127.0.0.3"

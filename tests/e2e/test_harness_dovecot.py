@@ -15,7 +15,8 @@ import pytest
 
 from clients import MODES, imap_backend, imap_id, imap_open, imap_search_subject, pop3_open, read_line
 from layout import BACKEND_USERS, PASSWORD, PROBE_PASSWORD, PROBE_USER
-from dovecot import Dovecot, free_port
+from dovecot import Dovecot
+from ports import free_port
 
 
 def _ports(b: Dovecot, mode: str, proto: str) -> int:

@@ -26,7 +26,8 @@ jsonschema = pytest.importorskip("jsonschema")
 from certs import make_pki  # noqa: E402
 from clients import imap_backend, imap_open  # noqa: E402
 from layout import PASSWORD  # noqa: E402
-from mailgate_proc import free_port, mailgate_binary  # noqa: E402
+from mailgate_proc import mailgate_binary  # noqa: E402
+from ports import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"

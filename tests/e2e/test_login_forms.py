@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from clients import imap_backend, imap_open, pop3_open
-from dovecot import Dovecot, free_port, stop_many
+from dovecot import Dovecot, stop_many
+from ports import free_port
 
 MASTER, MASTER_PASSWORD = "admin", "master-secret"
 PASSWORD = "secret"

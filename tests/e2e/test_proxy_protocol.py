@@ -82,7 +82,8 @@ def test_probes_send_the_proxy_header_to_a_backend_that_requires_it(
     probes (login + SELECT INBOX / STAT) send it too, so the backend stays up, and client
     logins arrive with the client's address."""
     from layout import PROBE_PASSWORD, PROBE_USER
-    from dovecot import Dovecot, free_port, stop_many
+    from dovecot import Dovecot, stop_many
+    from ports import free_port
     import time
 
     pv = Dovecot(

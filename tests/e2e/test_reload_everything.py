@@ -15,7 +15,8 @@ import pytest
 
 from clients import imap_backend, imap_open
 from layout import PASSWORD
-from mailgate_proc import free_port, to_yaml
+from mailgate_proc import to_yaml
+from ports import free_port
 
 DEADLINE = 10.0
 

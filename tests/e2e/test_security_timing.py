@@ -11,7 +11,8 @@ import statistics
 import threading
 import time
 
-from dovecot import Dovecot, free_port, stop_many
+from dovecot import Dovecot, stop_many
+from ports import free_port
 from layout import PASSWORD
 
 
