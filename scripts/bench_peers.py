@@ -453,12 +453,12 @@ def run_bytes(w, rows):
             proc.stop()
 
 
-def idle_once(w, proc, port, tls, label):
+def idle_once(w, proc, port, tls, label, extra=()):
     time.sleep(1)
     rss0 = proc.rss_kib()
     out = open(f"{w}/idle.out", "w+")
     lp = subprocess.Popen([str(BIN / "mailgate-load"), "idle", "--target", f"127.0.0.1:{port}",
-                           *tls_args(w, tls, False), "--sessions", str(IDLE_N), "--hold", "300s",
+                           *tls_args(w, tls, False), *extra, "--sessions", str(IDLE_N), "--hold", "300s",
                            "--label", label], stdout=out, stderr=subprocess.DEVNULL)
     line = None
     deadline = time.monotonic() + 180
@@ -490,10 +490,14 @@ def idle_once(w, proc, port, tls, label):
 
 def run_idle(w, rows):
     for name, (start, ports) in PROXIES.items():
-        for cell, pk, tls in (("idle-plain", "plain", "none"), ("idle-tls", "implicit", "implicit")):
+        # idle-tls-aes128: the client lists AES-128-GCM first, as NSS (Thunderbird) and
+        # Apple's stack do; the other TLS cell's client (rustls) lists AES-256-GCM first.
+        for cell, pk, tls, extra in (("idle-plain", "plain", "none", ()),
+                                     ("idle-tls", "implicit", "implicit", ()),
+                                     ("idle-tls-aes128", "implicit", "implicit", ("--aes128-first",))):
             proc = start(w)  # fresh process: its RSS before is its base
             try:
-                r = idle_once(w, proc, ports[pk], tls, f"{name}-{cell}")
+                r = idle_once(w, proc, ports[pk], tls, f"{name}-{cell}", extra)
             finally:
                 proc.stop()
             if r:
@@ -522,7 +526,9 @@ def table(rows):
              for c in (*CELLS, "implicit-ecdsa", "resumed-ecdsa")]
     specs += [("CPU per GiB (FETCH of 1 MiB bodies), s", "bytes", "cpu_s_per_gib", 3),
               ("RSS per idle session, plain, B", "idle-plain", "bytes_per_session", 0),
-              ("RSS per idle session, TLS, B", "idle-tls", "bytes_per_session", 0)]
+              ("RSS per idle session, TLS, B", "idle-tls", "bytes_per_session", 0),
+              ("RSS per idle session, TLS, client AES-128 first, B", "idle-tls-aes128",
+               "bytes_per_session", 0)]
     specs += [(f"logins/s, {c}", c, "logins_per_s", 0)
               for c in (*CELLS, "implicit-ecdsa", "resumed-ecdsa")]
     specs += [("FETCH MB/s (1 session)", "bytes", "mb_per_s", 0)]

@@ -3,7 +3,8 @@
 OpenSSL's ``s_client`` sends TLS 1.3 KeyUpdates in the middle of an IMAP session (its
 interactive ``K``: update_requested, mailgate must answer with its own; ``k``: not requested)
 while the session is in pre-auth and while it is spliced to Dovecot; every command after them
-must still be answered. A large message goes up and comes back down through STARTTLS.
+must still be answered. A large message goes up and comes back down through STARTTLS. A client
+listing AES-128-GCM first (as Thunderbird does) gets mailgate's choice, AES-256-GCM.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ USER = "bob@example.org"
 class SClient:
     """``openssl s_client`` on a pipe, its stdout read line by line in a thread."""
 
-    def __init__(self, port: int, cafile, tls: str):
+    def __init__(self, port: int, cafile, *opts: str):
         self.proc = subprocess.Popen(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(cafile),
-             "-crlf", tls, "-alpn", "imap"],
+             "-crlf", *opts, "-alpn", "imap"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.seen: list[bytes] = []
@@ -99,15 +100,52 @@ def test_openssl_tls12_session_through_mailgate(mailgate, pki):
     """TLS 1.2 (no key updates there): a whole session with s_client, closed cleanly."""
     s = SClient(mailgate.ports["imaps"], pki.ca_cert, "-tls1_2")
     try:
-        s.until(b"* OK")
-        s.send(f"a1 LOGIN {USER} {PASSWORD}")
-        s.until(b"a1 OK")
-        s.send("a2 SELECT INBOX")
-        s.until(b"a2 OK")
-        s.send("a3 LOGOUT")
-        s.until(b"a3 OK")
+        assert b"TLSv1.2" in _cipher_and_login(s)
     finally:
         s.close()
+
+
+# NSS (Thunderbird) on AES hardware lists its TLS 1.3 suites in this order; Apple's stack
+# also puts AES-128-GCM first.
+NSS_ORDER = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+TLS12_AES128_FIRST = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384")
+
+
+def _cipher_and_login(s: SClient) -> bytes:
+    """The suite s_client reports, after a login and a SELECT through it."""
+    cipher = s.until(b"New, ")
+    s.until(b"* OK")
+    s.send(f"a1 LOGIN {USER} {PASSWORD}")
+    s.until(b"a1 OK")
+    s.send("a2 SELECT INBOX")
+    s.until(b"a2 OK")
+    s.send("a3 LOGOUT")
+    s.until(b"a3 OK")
+    return cipher
+
+
+def test_mailgate_picks_a_32_byte_key_suite_over_the_clients_aes_128_first(mailgate, pki):
+    # mailgate follows its own order (AES-256-GCM, ChaCha20, AES-128-GCM): a 32-byte key's
+    # contexts are let go while the session idles.
+    for opts, want in ((("-tls1_3", "-ciphersuites", NSS_ORDER), b"TLS_AES_256_GCM_SHA384"),
+                       (("-tls1_2", "-cipher", TLS12_AES128_FIRST), b"-AES256-GCM-SHA384")):
+        s = SClient(mailgate.ports["imaps"], pki.ca_cert, *opts)
+        try:
+            cipher = _cipher_and_login(s)
+        finally:
+            s.close()
+        assert want in cipher, cipher
+
+
+def test_a_client_with_aes_128_only_still_gets_it(mailgate, pki):
+    s = SClient(mailgate.ports["imaps"], pki.ca_cert, "-tls1_3", "-ciphersuites",
+                "TLS_AES_128_GCM_SHA256")
+    try:
+        cipher = _cipher_and_login(s)
+    finally:
+        s.close()
+    assert b"TLS_AES_128_GCM_SHA256" in cipher, cipher
 
 
 def test_large_message_up_and_down_through_starttls(mailgate, pki):

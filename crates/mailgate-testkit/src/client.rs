@@ -39,9 +39,29 @@ pub fn tls_connector(ca_file: &Path) -> anyhow::Result<TlsConnector> {
 /// [`tls_connector`], with session resumption (rustls' in-memory client session store:
 /// TLS 1.3 tickets, TLS 1.2 session IDs) on or off. Off makes every handshake a full one.
 pub fn tls_connector_resuming(ca_file: &Path, resume: bool) -> anyhow::Result<TlsConnector> {
+    tls_connector_with(ca_file, resume, SuiteOrder::Rustls)
+}
+
+/// The order a client lists its cipher suites in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SuiteOrder {
+    /// rustls' own (AES-256-GCM first, like OpenSSL's).
+    #[default]
+    Rustls,
+    /// AES-128-GCM first, then ChaCha20-Poly1305, then AES-256-GCM: NSS (Thunderbird,
+    /// Firefox) on AES hardware; Apple's and Go's stacks also put AES-128-GCM first.
+    Nss,
+}
+
+/// [`tls_connector_resuming`], listing the suites in `order`.
+pub fn tls_connector_with(
+    ca_file: &Path,
+    resume: bool,
+    order: SuiteOrder,
+) -> anyhow::Result<TlsConnector> {
     let pem =
         std::fs::read(ca_file).with_context(|| format!("reading CA file {}", ca_file.display()))?;
-    tls_connector_pem_resuming(&pem, resume)
+    tls_connector_pem_with(&pem, resume, order)
         .with_context(|| format!("CA file {}", ca_file.display()))
 }
 
@@ -51,6 +71,14 @@ pub fn tls_connector_pem(pem: &[u8]) -> anyhow::Result<TlsConnector> {
 }
 
 fn tls_connector_pem_resuming(pem: &[u8], resume: bool) -> anyhow::Result<TlsConnector> {
+    tls_connector_pem_with(pem, resume, SuiteOrder::Rustls)
+}
+
+fn tls_connector_pem_with(
+    pem: &[u8],
+    resume: bool,
+    order: SuiteOrder,
+) -> anyhow::Result<TlsConnector> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         roots
@@ -58,8 +86,21 @@ fn tls_connector_pem_resuming(pem: &[u8], resume: bool) -> anyhow::Result<TlsCon
             .context("adding CA certificate")?;
     }
     anyhow::ensure!(!roots.is_empty(), "no CA certificate found");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if order == SuiteOrder::Nss {
+        // Stable: within each rank the provider's order (TLS 1.3 before 1.2) stays.
+        provider.cipher_suites.sort_by_key(|s| {
+            let name = format!("{:?}", s.suite());
+            if name.contains("AES_128") {
+                0
+            } else if name.contains("CHACHA20") {
+                1
+            } else {
+                2
+            }
+        });
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_root_certificates(roots)

@@ -55,6 +55,27 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// The provider for the client-facing side: the same suites, in mailgate's order of
+/// preference, which the server follows rather than the client's (`ignore_client_order`).
+/// Suites with a 32-byte key (AES-256-GCM, then ChaCha20-Poly1305) come before AES-128-GCM:
+/// the record layer lets a 32-byte key's AEAD contexts go while a session is idle
+/// (`front_tls::keys`), an AES-128-GCM session keeps them, ≈ 1.3 KiB more. Clients that put
+/// AES-128-GCM first (NSS — Thunderbird —, Apple's and Go's stacks, on AES hardware) get
+/// AES-256-GCM; a client offering only AES-128-GCM still gets it.
+pub fn server_provider() -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    p.cipher_suites.sort_by_key(|s| key_len(*s) < 32);
+    Arc::new(p)
+}
+
+/// The length of a suite's record key.
+pub fn key_len(suite: rustls::SupportedCipherSuite) -> usize {
+    match suite {
+        rustls::SupportedCipherSuite::Tls13(s) => s.aead_alg.key_len(),
+        rustls::SupportedCipherSuite::Tls12(s) => s.aead_alg.key_block_shape().enc_key_len,
+    }
+}
+
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
@@ -266,8 +287,9 @@ impl ServerTls {
             wildcard: keys(wildcard),
         });
         let (session_storage, ticketer) = (session_cache(), ticketer()?);
+        let suites = server_provider();
         let make = |alpn: &[u8]| -> Result<Arc<ServerConfig>, TlsError> {
-            let mut cfg = ServerConfig::builder_with_provider(provider.clone())
+            let mut cfg = ServerConfig::builder_with_provider(suites.clone())
                 .with_protocol_versions(VERSIONS)
                 .map_err(|e| TlsError::Config(e.to_string()))?
                 .with_no_client_auth()
@@ -279,6 +301,7 @@ impl ServerTls {
             cfg.ticketer = ticketer.clone();
             // The handshake hands its secrets to mailgate's record layer (front_tls).
             cfg.enable_secret_extraction = true;
+            cfg.ignore_client_order = true; // server_provider's order
             Ok(Arc::new(cfg))
         };
         Ok(ServerTls {
@@ -389,3 +412,7 @@ pub fn backend_client_config(
     };
     Ok(Arc::new(cfg))
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+pub(crate) mod tests;

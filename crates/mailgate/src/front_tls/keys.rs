@@ -5,7 +5,8 @@
 //! go while the session is idle ([`Sealer::rest`], [`Opener::rest`]) and keeps only the key
 //! and IV (in rustls' `AeadKey`, wiped on drop): aws-lc's context is ~640 B per direction,
 //! rebuilt in well under a microsecond on the next record. rustls' public API can make an
-//! `AeadKey` of 32 bytes only, so an AES-128-GCM direction keeps its context.
+//! `AeadKey` of 32 bytes only, so an AES-128-GCM direction keeps its context (mailgate
+//! chooses a 32-byte-key suite whenever the client offers one: `tls::server_provider`).
 
 use rustls::crypto::cipher::{
     AeadKey, Iv, MessageDecrypter, MessageEncrypter, OutboundChunks, OutboundPlainMessage,

@@ -16,7 +16,6 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 
 use super::{FrontTls, accept};
-use crate::tls::{CertSpec, ServerTls};
 
 #[path = "tests_faults.rs"]
 mod faults;
@@ -75,27 +74,16 @@ impl AsyncWrite for Trickle {
 pub(super) struct Setup {
     pub server: Arc<rustls::ServerConfig>,
     roots: RootCertStore,
-    _dir: tempfile::TempDir,
+    _files: crate::tls::tests::Server,
 }
 
 impl Setup {
     pub fn new() -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-        std::fs::write(dir.path().join("c.pem"), ck.cert.pem()).expect("write");
-        std::fs::write(dir.path().join("k.pem"), ck.signing_key.serialize_pem()).expect("write");
-        let spec = CertSpec {
-            cert: dir.path().join("c.pem"),
-            key: dir.path().join("k.pem"),
-            names: vec![],
-        };
-        let tls = ServerTls::load(&spec, &[]).expect("server tls");
-        let mut roots = RootCertStore::empty();
-        roots.add(ck.cert.der().clone()).expect("root");
+        let files = crate::tls::tests::server();
         Setup {
-            server: tls.imap,
-            roots,
-            _dir: dir,
+            server: files.config.imap.clone(),
+            roots: files.roots.clone(),
+            _files: files,
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use mailgate_testkit::client::{ConnectOptions, TlsMode, tls_connector_resuming};
+use mailgate_testkit::client::{ConnectOptions, SuiteOrder, TlsMode, tls_connector_with};
 use rustls_pki_types::ServerName;
 
 #[derive(Debug, Parser)]
@@ -105,6 +105,10 @@ struct Common {
     /// Full TLS handshakes only: no session resumption (no tickets, no session IDs).
     #[arg(long)]
     no_resume: bool,
+    /// List the cipher suites AES-128-GCM first, as NSS (Thunderbird) and Apple's stack do,
+    /// instead of rustls' AES-256-GCM first.
+    #[arg(long)]
+    aes128_first: bool,
     /// A label copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
@@ -119,7 +123,14 @@ impl Common {
         );
         let connector = match (&self.ca, self.tls) {
             (_, TlsMode::None) => None,
-            (Some(ca), _) => Some(tls_connector_resuming(ca, !self.no_resume)?),
+            (Some(ca), _) => {
+                let order = if self.aes128_first {
+                    SuiteOrder::Nss
+                } else {
+                    SuiteOrder::Rustls
+                };
+                Some(tls_connector_with(ca, !self.no_resume, order)?)
+            }
             (None, _) => anyhow::bail!("--tls {:?} needs --ca FILE", self.tls),
         };
         let server_name = ServerName::try_from(self.server_name.clone())
