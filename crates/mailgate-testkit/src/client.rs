@@ -89,15 +89,15 @@ fn tls_connector_pem_with(
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if order == SuiteOrder::Nss {
         // Stable: within each rank the provider's order (TLS 1.3 before 1.2) stays.
-        provider.cipher_suites.sort_by_key(|s| {
-            let name = format!("{:?}", s.suite());
-            if name.contains("AES_128") {
-                0
-            } else if name.contains("CHACHA20") {
-                1
-            } else {
-                2
-            }
+        use rustls::CipherSuite as C;
+        provider.cipher_suites.sort_by_key(|s| match s.suite() {
+            C::TLS13_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+            C::TLS13_CHACHA20_POLY1305_SHA256
+            | C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            | C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => 1,
+            _ => 2,
         });
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))

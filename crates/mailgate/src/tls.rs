@@ -59,7 +59,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// preference, which the server follows rather than the client's (`ignore_client_order`).
 /// Suites with a 32-byte key (AES-256-GCM, then ChaCha20-Poly1305) come before AES-128-GCM:
 /// the record layer lets a 32-byte key's AEAD contexts go while a session is idle
-/// (`front_tls::keys`), an AES-128-GCM session keeps them, ≈ 1.3 KiB more. Clients that put
+/// (`front_tls::keys`), an AES-128-GCM session keeps them (≈ 600 B more, docs/performance.md). Clients that put
 /// AES-128-GCM first (NSS — Thunderbird —, Apple's and Go's stacks, on AES hardware) get
 /// AES-256-GCM; a client offering only AES-128-GCM still gets it.
 pub fn server_provider() -> Arc<CryptoProvider> {

@@ -132,42 +132,36 @@ async fn confidentiality_limit() {
     assert!(got.len() < 100 && got.len() % 10 == 0, "{}", got.len());
 }
 
+/// Send `bytes` to a fresh handshake; it must fail with rustls' error inside the I/O
+/// error. Returns what the server wrote before the end.
+async fn failed_handshake(setup: &Setup, bytes: &[u8]) -> Vec<u8> {
+    let (mut a, b) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(accept(b, setup.server.clone()));
+    a.write_all(bytes).await.expect("write");
+    let err = task.await.expect("join").expect_err("a failed handshake");
+    assert!(
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .is_some(),
+        "{err:?}"
+    );
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).await.expect("read");
+    rest
+}
+
 /// A failed handshake: rustls' error inside the I/O error (the failure metric's reason
 /// comes from it) and rustls' alert, when it has one, on the wire.
 #[tokio::test]
 async fn failed_handshakes_send_rustls_alert() {
     let setup = Setup::new();
-    let (mut a, b) = tokio::io::duplex(64 * 1024);
-    let task = tokio::spawn(accept(b, setup.server.clone()));
-    a.write_all(b"\x16\x03\x01\x00\x05hello")
-        .await
-        .expect("write");
-    let err = task.await.expect("join").expect_err("garbage");
-    assert!(
-        err.get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-            .is_some(),
-        "{err:?}"
-    );
     // Whatever rustls queued for it (here: nothing), then the end; no panic on the way
     // (rustls must see its buffer again to give out its alert).
-    let mut rest = Vec::new();
-    a.read_to_end(&mut rest).await.expect("read");
+    let rest = failed_handshake(&setup, b"\x16\x03\x01\x00\x05hello").await;
     assert!(rest.is_empty() || rest[0] == 21, "{rest:?}");
 
     // Plaintext on the TLS port: a record-level error, rustls' decode_error alert, once.
-    let (mut a, b) = tokio::io::duplex(64 * 1024);
-    let task = tokio::spawn(accept(b, setup.server.clone()));
-    a.write_all(b"a1 CAPABILITY\r\n").await.expect("write");
-    let err = task.await.expect("join").expect_err("plaintext");
-    assert!(
-        err.get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-            .is_some(),
-        "{err:?}"
-    );
-    let mut rest = Vec::new();
-    a.read_to_end(&mut rest).await.expect("read");
+    let rest = failed_handshake(&setup, b"a1 CAPABILITY\r\n").await;
     assert_eq!(rest, [21, 3, 3, 0, 2, 2, 50], "one decode_error alert");
 
     // ALPN offered without imap: no_application_protocol, as the metric expects.
